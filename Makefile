@@ -1,0 +1,36 @@
+# Set-up and the two commands the README opens with. Works from a fresh clone on a CPU machine:
+# the CPU build of torch is installed first (pinned), so nothing pulls a multi-GB CUDA build.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+TORCH ?= torch==2.13.0
+
+.PHONY: setup demo test lint bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -U "pip>=25.1"
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e . --group dev
+	touch $@
+
+# The main job on the bundled sample data: ingest real DWD RY composites, describe the store.
+demo: setup
+	$(BIN)/nowcast ingest dwd sample_data/dwd/ry_20200101_seq13 --out nowcast-data/dwd.zarr
+	$(BIN)/nowcast info nowcast-data/dwd.zarr
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: setup
+	$(BIN)/python benchmarks/bench_ingest.py
+
+clean:
+	rm -rf $(VENV) nowcast-data .pytest_cache .ruff_cache .mypy_cache .hypothesis

@@ -1,0 +1,358 @@
+"""The `nowcast` command line: thin commands over the library (STYLE §7.3).
+
+Heavy modules (numpy, zarr, torch) are imported inside the commands so that ``nowcast --help``
+and ``nowcast --version`` answer at once. Every `NowcastError` becomes one line ``Error: …`` on
+stderr and exit code 1; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from nowcast_cli import __version__
+from nowcast_cli.errors import NowcastError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+app = typer.Typer(
+    name="nowcast",
+    help="Precipitation nowcasting: radar archives in, trained nowcasts and verification out.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+list_app = typer.Typer(
+    help="List sources, stores and other registered names.", no_args_is_help=True
+)
+app.add_typer(list_app, name="list")
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"Error: {message}", err=True)
+    return typer.Exit(1)
+
+
+def handle_errors(fn: F) -> F:
+    """Turn library errors into ``Error: …`` and exit code 1 (the CLI's one error boundary)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except NowcastError as exc:
+            raise _fail(str(exc)) from None
+        except KeyboardInterrupt:
+            raise _fail("interrupted; work committed so far is kept (re-run to resume)") from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+class _State:
+    quiet = False
+    as_json = False
+
+
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or tables.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print results as JSON (for scripts).")]
+
+
+def _modes(quiet: bool, as_json: bool) -> None:
+    """Per-command --quiet/--json add to the global ones."""
+    _State.quiet = _State.quiet or quiet
+    _State.as_json = _State.as_json or as_json
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"nowcast {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bars or tables.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print results as JSON (for scripts).")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
+) -> None:
+    """Precipitation nowcasting: radar archives in, trained nowcasts and verification out."""
+    _State.quiet = quiet
+    _State.as_json = as_json
+    if verbose:
+        import logging
+
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def _print_json(obj: Any) -> None:
+    typer.echo(json.dumps(obj, indent=2, default=str))
+
+
+# -- ingest --------------------------------------------------------------------------------------
+@app.command()
+@handle_errors
+def ingest(
+    source: Annotated[str, typer.Argument(help="Radar source (see `nowcast list sources`).")],
+    raw: Annotated[
+        list[Path], typer.Argument(help="Files or directories to ingest.", show_default=False)
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Store to create or extend. [default: ./nowcast-data/SOURCE.zarr]"
+        ),
+    ] = None,
+    product: Annotated[
+        str | None, typer.Option(help="Keep only this product when the input holds several.")
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option(help="Fail on the first file that cannot be used.")
+    ] = False,
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes. [default: all cores]", min=1)
+    ] = None,
+    size: Annotated[
+        int, typer.Option(help="Edge of the training-resolution copy (new stores).")
+    ] = 120,
+    timezone: Annotated[
+        str | None, typer.Option(help="Time zone of file times (hko7; default Asia/Hong_Kong).")
+    ] = None,
+    mask_root: Annotated[
+        Path | None, typer.Option(help="Folder of the per-frame mask files (hko7).")
+    ] = None,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Ingest raw radar files into a chunked Zarr store (appends; re-running resumes)."""
+    _modes(quiet, as_json)
+    from nowcast_cli.ingest import ingest as run_ingest
+
+    options: dict[str, Any] = {}
+    if timezone is not None:
+        options["timezone"] = timezone
+    if mask_root is not None:
+        options["mask_root"] = mask_root
+    with _Progress(enabled=not (_State.quiet or _State.as_json)) as bar:
+        report = run_ingest(
+            source,
+            raw,
+            out,
+            product=product,
+            strict=strict,
+            workers=workers,
+            sizes=(size,),
+            reader_options=options,
+            progress=bar.update,
+        )
+    if _State.as_json:
+        _print_json(report.as_dict())
+    elif not _State.quiet:
+        _show_ingest(report)
+    if strict and report.failed:
+        raise _fail(f"{len(report.failed)} file(s) failed (--strict)")
+
+
+class _Progress:
+    """A rich progress bar fed by ``update(phase, done, total)``."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = (enabled and sys.stderr.isatty()) or (enabled and _force_progress())
+        self._bar: Any = None
+        self._tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self._bar = Progress(
+                TextColumn("{task.description:<8}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=_console(stderr=True),
+                transient=False,
+            )
+            self._bar.__enter__()
+        return self
+
+    def update(self, phase: str, done: int, total: int) -> None:
+        if self._bar is None:
+            return
+        if phase not in self._tasks:
+            label = {"scan": "scanning", "write": "writing"}.get(phase, phase)
+            self._tasks[phase] = self._bar.add_task(label, total=total, rate="")
+        task = self._tasks[phase]
+        t = self._bar.tasks[task]
+        elapsed = t.elapsed or 0.0
+        rate = f"{done / elapsed:6.1f} frames/s" if elapsed > 0 else ""
+        self._bar.update(task, completed=done, total=total, rate=rate)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+
+
+def _force_progress() -> bool:
+    import os
+
+    return os.environ.get("NOWCAST_PROGRESS") == "1"
+
+
+def _show_ingest(report: Any) -> None:
+    from rich.table import Table
+
+    from nowcast_cli.store import iso
+
+    con = _console()
+    t = Table(title=f"nowcast ingest → {report.store}", show_header=False, title_justify="left")
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("product", str(report.product or "—"))
+    t.add_row("written", str(report.written))
+    t.add_row("already present", str(report.present))
+    t.add_row("skipped", str(len(report.skipped)))
+    t.add_row("failed", str(len(report.failed)))
+    t.add_row("frames in store", str(report.frames))
+    t.add_row("time span (UTC)", f"{report.start} → {report.end}" if report.start else "—")
+    missing = sum(g.missing for g in report.gaps)
+    t.add_row("gaps", f"{len(report.gaps)} ({missing} missing frames)" if report.gaps else "none")
+    t.add_row("time", f"{report.seconds:.1f} s")
+    con.print(t)
+    for title, items in (
+        ("failed", report.failed),
+        ("skipped", report.skipped),
+        ("warnings", report.warnings),
+    ):
+        if items:
+            con.print(f"[bold]{title}:[/bold]")
+            for f in items[:20]:
+                con.print(f"  {f.name}: {f.reason}", markup=False)
+            if len(items) > 20:
+                con.print(
+                    f"  … and {len(items) - 20} more (all in the store's ingest_log attribute)"
+                )
+    for g in report.gaps[:5]:
+        con.print(f"  gap: {iso(g.after)} → {iso(g.before)} ({g.missing} missing)")
+
+
+# -- info ----------------------------------------------------------------------------------------
+@app.command()
+@handle_errors
+def info(
+    target: Annotated[
+        Path | None, typer.Argument(help="A store. [default: the only store in ./nowcast-data]")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Describe a store: product, shape, time span, gaps, units, provenance."""
+    _modes(False, as_json)
+    from nowcast_cli.store import Store, resolve_store
+
+    with Store.open(resolve_store(target)) as store:
+        s = store.summary()
+    if _State.as_json:
+        _print_json(s)
+        return
+    from rich.table import Table
+
+    t = Table(title=f"nowcast store {s['path']}", show_header=False, title_justify="left")
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("source / product", f"{s['source']} / {s['product']}")
+    t.add_row("frames", f"{s['frames']} × {s['shape'][0]}×{s['shape'][1]} ({s['grid']})")
+    t.add_row("interval", f"{s['interval_seconds'] // 60} min")
+    t.add_row("time span (UTC)", f"{s['start']} → {s['end']}" if s["start"] else "empty")
+    t.add_row(
+        "gaps", f"{s['gaps']} ({s['missing_frames']} missing frames)" if s["gaps"] else "none"
+    )
+    t.add_row("units", s["units"])
+    t.add_row("Z–R", f"Z = {s['zr']['a']} R^{s['zr']['b']}")
+    t.add_row("training copies", ", ".join(f"{n}×{n}" for n in s["coarse_sizes"]) or "none")
+    if s["uncommitted"]:
+        t.add_row("interrupted", f"{s['uncommitted']} uncommitted frames (re-run ingest to resume)")
+    t.add_row("attribution", str(s["attribution"]))
+    con = _console()
+    con.print(t)
+    for g in s["gap_list"][:10]:
+        con.print(f"  gap: {g['after']} → {g['before']} ({g['missing']} missing)")
+
+
+# -- list ----------------------------------------------------------------------------------------
+@list_app.command("sources")
+@handle_errors
+def list_sources(as_json: JsonOpt = False) -> None:
+    """Radar sources `nowcast ingest` can read."""
+    _modes(False, as_json)
+    from nowcast_cli.io import READERS
+
+    rows = [
+        {
+            "name": name,
+            "description": desc,
+            "zr": list(READERS.get(name).zr),
+            "attribution": READERS.get(name).attribution,
+        }
+        for name, desc in READERS.describe().items()
+    ]
+    _print_rows(rows, ["name", "description"], "sources")
+
+
+@list_app.command("stores")
+@handle_errors
+def list_stores_cmd(as_json: JsonOpt = False) -> None:
+    """Stores in ./nowcast-data."""
+    _modes(False, as_json)
+    from nowcast_cli.store import Store, list_stores
+
+    rows = []
+    for p in list_stores():
+        with Store.open(p) as s:
+            info = s.summary()
+        rows.append({k: info[k] for k in ("path", "product", "frames", "start", "end")})
+    _print_rows(rows, ["path", "product", "frames", "start", "end"], "stores")
+
+
+def _print_rows(rows: list[dict[str, Any]], columns: list[str], what: str) -> None:
+    if _State.as_json:
+        _print_json(rows)
+        return
+    from rich.table import Table
+
+    t = Table(title=what)
+    for c in columns:
+        t.add_column(c)
+    for r in rows:
+        t.add_row(*[str(r[c]) for c in columns])
+    _console().print(t)

@@ -1,0 +1,80 @@
+"""The store's pixel encoding and the conversions between pixels, dBZ and rain rate (SPEC §3).
+
+- pixel P (uint8) ↔ reflectivity: dBZ = 70·P/255 − 10, P = floor(255·(dBZ + 10)/70 + 0.5),
+  clipped to 0..255; P = 0 means no echo (or no data, see the ``valid`` mask).
+- reflectivity ↔ rain rate R (mm/h): Z = a·R^b with dBZ = 10·log10(Z).
+
+All functions are NumPy-vectorized; tables are computed in float64.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+PIXEL_FORMULA = "dBZ = 70 * P / 255 - 10"
+INVERSE_FORMULA = "P = floor(255 * (dBZ + 10) / 70 + 0.5), clipped to 0..255"
+
+
+def dbz_to_pixel(dbz: np.ndarray | float) -> np.ndarray:
+    """Encode reflectivity (dBZ) as uint8 pixels; NaN and -inf give 0."""
+    d = np.asarray(dbz, dtype=np.float64)
+    p = np.floor(255.0 * (d + 10.0) / 70.0 + 0.5)
+    p = np.nan_to_num(p, nan=0.0, neginf=0.0, posinf=255.0)
+    return np.clip(p, 0, 255).astype(np.uint8)
+
+
+def pixel_to_dbz(pixel: np.ndarray | float) -> np.ndarray:
+    """Decode pixels to reflectivity in dBZ (float64)."""
+    return 70.0 * np.asarray(pixel, dtype=np.float64) / 255.0 - 10.0
+
+
+def rate_to_dbz(rate: np.ndarray | float, a: float, b: float) -> np.ndarray:
+    """Rain rate (mm/h) to reflectivity (dBZ); R ≤ 0 gives -inf (no echo)."""
+    r = np.asarray(rate, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = 10.0 * np.log10(a) + 10.0 * b * np.log10(np.where(r > 0, r, 0.0))
+    return np.where(r > 0, out, -np.inf)
+
+
+def dbz_to_rate(dbz: np.ndarray | float, a: float, b: float) -> np.ndarray:
+    """Reflectivity (dBZ) to rain rate (mm/h)."""
+    d = np.asarray(dbz, dtype=np.float64)
+    out: np.ndarray = np.power(10.0, (d - 10.0 * np.log10(a)) / (10.0 * b))
+    return out
+
+
+def pixel_to_rate(pixel: np.ndarray | float, a: float, b: float) -> np.ndarray:
+    """Decode pixels to rain rate (mm/h); pixel 0 (no echo) is 0 mm/h."""
+    p = np.asarray(pixel)
+    return np.where(p > 0, dbz_to_rate(pixel_to_dbz(p), a, b), 0.0)
+
+
+def rate_table(a: float, b: float) -> np.ndarray:
+    """float64 rain rate (mm/h) of each of the 256 pixel values."""
+    return pixel_to_rate(np.arange(256), a, b)
+
+
+def threshold_to_pixel(rate: float, a: float, b: float) -> float:
+    """Continuous pixel value of a rain-rate threshold: rain ≥ τ ⇔ P ≥ this value."""
+    d = float(rate_to_dbz(rate, a, b))
+    return 255.0 * (d + 10.0) / 70.0
+
+
+def encode_table(table: np.ndarray, quantity: str, a: float, b: float) -> np.ndarray:
+    """Pixel value of each code of a quantized frame (see `nowcast_cli.io.base.Frame`).
+
+    Parameters
+    ----------
+    table : np.ndarray
+        Physical value per code: rain rate in mm/h or reflectivity in dBZ.
+    quantity : {"rain_rate", "reflectivity"}
+        What `table` holds.
+    a, b : float
+        Z–R coefficients of the store.
+    """
+    t = np.asarray(table, dtype=np.float64)
+    if quantity == "rain_rate":
+        return dbz_to_pixel(rate_to_dbz(t, a, b))
+    if quantity == "reflectivity":
+        return dbz_to_pixel(t)
+    raise ValueError(f"unknown quantity {quantity!r}")

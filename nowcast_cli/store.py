@@ -1,0 +1,547 @@
+"""The Zarr v3 observation store (SPEC §2): the only module that imports zarr.
+
+Layout of ``<name>.zarr``::
+
+    frames   (time, y, x) uint8   pixel P, dBZ = 70·P/255 − 10; 0 = no echo or no data
+    valid    (time, y, x) bool    False where the radar had no data
+    time     (time,)      int64   seconds since 1970-01-01 UTC, strictly increasing (CF attrs)
+    x, y     (x,), (y,)   float64 projected cell centres in metres, when georeferenced
+    <static> (y, x)               source-specific static arrays (e.g. an exclusion mask)
+    coarse/<N>/frames, coarse/<N>/valid   (time, y, x) the N×N training copy, same time axis
+
+Root attributes hold the source description, grid, Z–R, encoding and ``ingest_log`` (one record
+per ingest run: files written, failures with reasons). Metadata is consolidated after every
+change so that ``xarray.open_zarr(path)`` opens the store directly; nowcast itself always reads
+the arrays' own metadata. A writer holds the lock file ``.<name>.lock`` beside the store.
+
+Appends are crash-safe: data arrays are extended and written first, ``time`` last. The number
+of frames is the number of written ``time`` entries; anything beyond (left by a killed run) is
+invisible and is overwritten by the next append.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import os
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+from zarr.storage import LocalStore
+
+from nowcast_cli import __version__, encoding
+from nowcast_cli.errors import StoreError
+from nowcast_cli.io.base import Grid
+
+FORMAT = "nowcast-observations"
+FORMAT_VERSION = 1
+TIME_FILL = -1
+FULL_CHUNK_T = 8
+COARSE_CHUNK_T = 64
+MAX_LOGGED_FAILURES = 500
+DEFAULT_DIR = "nowcast-data"
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Missing frames between two stored frames."""
+
+    after: int  # time (s) of the last frame before the gap
+    before: int  # time (s) of the first frame after the gap
+    missing: int  # number of missing frames at the product interval
+
+
+def find_gaps(times: np.ndarray, interval_s: int) -> list[Gap]:
+    """Gaps in a strictly increasing time axis sampled every `interval_s` seconds."""
+    t = np.asarray(times, dtype=np.int64)
+    if len(t) < 2 or interval_s <= 0:
+        return []
+    d = np.diff(t)
+    idx = np.nonzero(d > interval_s)[0]
+    return [Gap(int(t[i]), int(t[i + 1]), int(d[i] // interval_s) - 1) for i in idx]
+
+
+def iso(t: int) -> str:
+    """Seconds since the epoch as ``YYYY-MM-DD HH:MM`` UTC."""
+    return dt.datetime.fromtimestamp(int(t), dt.UTC).strftime("%Y-%m-%d %H:%M")
+
+
+class Store:
+    """An observation store opened for reading or appending.
+
+    Use `Store.open` or `Store.create`; ``Store.open(path, mode="a")`` holds an exclusive lock
+    (one writer at a time) until `close`.
+    """
+
+    def __init__(self, path: Path, group: zarr.Group, lock: Any = None) -> None:
+        self.path = path
+        self.group = group
+        self._lock = lock
+        self._times: np.ndarray | None = None
+
+    # -- opening ---------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | Path, mode: str = "r") -> Store:
+        """Open an existing store (``mode`` "r" to read, "a" to append under a lock)."""
+        p = Path(path)
+        if not (p / "zarr.json").is_file():
+            if p.exists():
+                raise StoreError(f"{p}: not a nowcast store (no zarr.json)")
+            raise StoreError(f"{p}: no such store")
+        lock = _acquire_lock(p) if mode == "a" else None
+        try:
+            group = zarr.open_group(
+                LocalStore(p, read_only=mode == "r"),
+                mode="r" if mode == "r" else "r+",
+                use_consolidated=False,
+            )
+        except Exception as exc:  # zarr raises several types for unreadable metadata
+            _release_lock(lock)
+            raise StoreError(f"{p}: cannot open as a Zarr store ({exc})") from None
+        meta = group.attrs.get("nowcast")
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            _release_lock(lock)
+            raise StoreError(f"{p}: not a nowcast observation store")
+        if int(meta.get("version", 0)) > FORMAT_VERSION:
+            _release_lock(lock)
+            raise StoreError(
+                f"{p}: store format {meta.get('version')} is newer than this nowcast "
+                f"({__version__}) understands; upgrade nowcast"
+            )
+        return cls(p, group, lock)
+
+    @classmethod
+    def create(
+        cls,
+        path: str | Path,
+        *,
+        attrs: dict[str, Any],
+        grid: Grid,
+        sizes: tuple[int, ...] = (120,),
+        static: dict[str, np.ndarray] | None = None,
+    ) -> Store:
+        """Create an empty store and open it for appending.
+
+        Parameters
+        ----------
+        path : path
+            Directory to create (must not exist, or be empty).
+        attrs : dict
+            Source attributes (source, product, zr, interval_seconds, …).
+        grid : Grid
+            Frame grid.
+        sizes : tuple of int
+            Edges of the square training-resolution copies to maintain.
+        static : dict, optional
+            Static (rows, cols) arrays to store once.
+        """
+        p = Path(path)
+        if p.exists() and (not p.is_dir() or any(p.iterdir())):
+            raise StoreError(f"{p}: exists and is not an empty directory")
+        try:
+            p.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"{p}: cannot create store ({exc.strerror or exc})") from None
+        if not os.access(p, os.W_OK):
+            raise StoreError(f"{p}: not writable")
+        lock = _acquire_lock(p)
+        try:
+            group = zarr.open_group(LocalStore(p), mode="w", zarr_format=3)
+            rows, cols = grid.shape
+            _array(
+                group,
+                "frames",
+                (0, rows, cols),
+                (FULL_CHUNK_T, rows, cols),
+                "uint8",
+                0,
+                ["time", "y", "x"],
+                _frames_attrs(),
+            )
+            _array(
+                group,
+                "valid",
+                (0, rows, cols),
+                (FULL_CHUNK_T, rows, cols),
+                "bool",
+                False,
+                ["time", "y", "x"],
+                {"long_name": "radar data available", "flag_values": [0, 1]},
+            )
+            _array(
+                group,
+                "time",
+                (0,),
+                (4096,),
+                "int64",
+                TIME_FILL,
+                ["time"],
+                {
+                    "standard_name": "time",
+                    "units": "seconds since 1970-01-01 00:00:00",
+                    "calendar": "standard",
+                    "interval_seconds": int(attrs.get("interval_seconds", 0)),
+                },
+            )
+            x, y = grid.x_centres(), grid.y_centres()
+            if x is not None and y is not None:
+                xa = _array(
+                    group,
+                    "x",
+                    (cols,),
+                    (cols,),
+                    "float64",
+                    0.0,
+                    ["x"],
+                    {"units": "m", "standard_name": "projection_x_coordinate"},
+                )
+                xa[:] = x
+                ya = _array(
+                    group,
+                    "y",
+                    (rows,),
+                    (rows,),
+                    "float64",
+                    0.0,
+                    ["y"],
+                    {"units": "m", "standard_name": "projection_y_coordinate"},
+                )
+                ya[:] = y
+            for name, arr in (static or {}).items():
+                a = np.asarray(arr)
+                if a.shape != (rows, cols):
+                    raise StoreError(
+                        f"static array {name!r} has shape {a.shape}, not {(rows, cols)}"
+                    )
+                sa = _array(group, name, a.shape, a.shape, a.dtype.str, 0, ["y", "x"], {})
+                sa[:] = a
+            for size in sizes:
+                sub = group.require_group(f"coarse/{size}")
+                sub.attrs.update(
+                    {
+                        "size": size,
+                        "method": "area mean of rain rate; valid if ≥ half the area is valid",
+                    }
+                )
+                _array(
+                    sub,
+                    "frames",
+                    (0, size, size),
+                    (COARSE_CHUNK_T, size, size),
+                    "uint8",
+                    0,
+                    ["time", "y", "x"],
+                    _frames_attrs(),
+                )
+                _array(
+                    sub,
+                    "valid",
+                    (0, size, size),
+                    (COARSE_CHUNK_T, size, size),
+                    "bool",
+                    False,
+                    ["time", "y", "x"],
+                    {"long_name": "radar data available"},
+                )
+            group.attrs.update(
+                {
+                    "nowcast": {
+                        "format": FORMAT,
+                        "version": FORMAT_VERSION,
+                        "created_by": f"nowcast {__version__}",
+                        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                    },
+                    **attrs,
+                    "grid": grid.attrs(),
+                    "encoding": {
+                        "pixel_to_dbz": encoding.PIXEL_FORMULA,
+                        "dbz_to_pixel": encoding.INVERSE_FORMULA,
+                        "no_echo": "P = 0 where there is no echo or no data (see valid)",
+                        "dbz_to_rain_rate": "dBZ = 10 log10(Z), Z = a R^b (zr)",
+                    },
+                    "coarse_sizes": list(sizes),
+                    "ingest_log": [],
+                }
+            )
+            _consolidate(p)
+        except BaseException:
+            _release_lock(lock)
+            raise
+        return cls(p, group, lock)
+
+    def close(self) -> None:
+        """Release the writer lock, if held."""
+        _release_lock(self._lock)
+        self._lock = None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reading ---------------------------------------------------------------------------
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """Root attributes."""
+        return dict(self.group.attrs)
+
+    @property
+    def times(self) -> np.ndarray:
+        """Committed frame times (int64 seconds UTC)."""
+        if self._times is None:
+            t = np.asarray(_arr(self.group, "time")[:], dtype=np.int64)
+            bad = np.nonzero(t == TIME_FILL)[0]
+            self._times = t[: bad[0]] if len(bad) else t
+        return self._times
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Full-resolution frame shape (rows, cols)."""
+        rows, cols = _arr(self.group, "frames").shape[1:]
+        return (int(rows), int(cols))
+
+    @property
+    def zr(self) -> tuple[float, float]:
+        """Z–R coefficients (a, b)."""
+        zr = self.attrs["zr"]
+        return float(zr["a"]), float(zr["b"])
+
+    @property
+    def interval_s(self) -> int:
+        """Product interval in seconds."""
+        return int(self.attrs.get("interval_seconds", 0))
+
+    @property
+    def sizes(self) -> list[int]:
+        """Edges of the training-resolution copies held."""
+        return [int(s) for s in self.attrs.get("coarse_sizes", [])]
+
+    def read(self, start: int, stop: int, size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Frames and valid masks of committed frames ``start:stop`` (full or coarse ``size``)."""
+        n = len(self)
+        if not (0 <= start <= stop <= n):
+            raise StoreError(f"{self.path}: frames {start}:{stop} out of range 0:{n}")
+        g = self.group if size is None else self._coarse(size)
+        return np.asarray(_arr(g, "frames")[start:stop]), np.asarray(_arr(g, "valid")[start:stop])
+
+    def _coarse(self, size: int) -> zarr.Group:
+        if size not in self.sizes:
+            have = ", ".join(map(str, self.sizes)) or "none"
+            raise StoreError(f"{self.path}: no {size}x{size} copy (has {have})")
+        return self.group[f"coarse/{size}"]  # type: ignore[return-value]
+
+    def uncommitted(self) -> int:
+        """Frames written by an interrupted run but never committed (invisible)."""
+        return max(0, _arr(self.group, "frames").shape[0] - len(self))
+
+    # -- writing ---------------------------------------------------------------------------
+    def append(
+        self,
+        times: np.ndarray,
+        frames: np.ndarray,
+        valid: np.ndarray,
+        coarse: dict[int, tuple[np.ndarray, np.ndarray]],
+    ) -> None:
+        """Append frames (k, rows, cols) with their times; data first, then ``time`` (commit)."""
+        times = np.asarray(times, dtype=np.int64)
+        k = len(times)
+        if k == 0:
+            return
+        n = len(self)
+        last = self.times[-1] if n else None
+        if np.any(np.diff(times) <= 0) or (last is not None and times[0] <= last):
+            raise StoreError(f"{self.path}: appended times must increase past the last stored time")
+        if set(coarse) != set(self.sizes):
+            raise StoreError(f"{self.path}: coarse copies {sorted(coarse)} != store's {self.sizes}")
+        self.write_data(n, frames, valid, coarse)
+        self.commit(n, times)
+
+    def write_data(
+        self,
+        n: int,
+        frames: np.ndarray,
+        valid: np.ndarray,
+        coarse: dict[int, tuple[np.ndarray, np.ndarray]],
+    ) -> None:
+        """Write frame data at committed position `n` (invisible until `commit`)."""
+        k = len(frames)
+        targets = [(self.group, frames, valid)]
+        targets += [(self._coarse(s), f, v) for s, (f, v) in coarse.items()]
+        for g, f, v in targets:
+            for name, data in (("frames", f), ("valid", v)):
+                arr = _arr(g, name)
+                arr.resize((n + k, *arr.shape[1:]))
+                arr[n : n + k] = data
+
+    def commit(self, n: int, times: np.ndarray) -> None:
+        """Make frames ``n:n+len(times)`` visible by writing their times."""
+        arr = _arr(self.group, "time")
+        arr.resize((n + len(times),))
+        arr[n : n + len(times)] = times
+        self._times = None
+        _consolidate(self.path)
+
+    def log_run(self, record: dict[str, Any]) -> None:
+        """Append an ingest run record (failures capped) to the ``ingest_log`` attribute."""
+        rec = json.loads(json.dumps(record, default=str))
+        for key in ("failures", "skipped", "warnings"):
+            items = rec.get(key, [])
+            if len(items) > MAX_LOGGED_FAILURES:
+                rec[key] = items[:MAX_LOGGED_FAILURES]
+                rec[f"{key}_not_logged"] = len(items) - MAX_LOGGED_FAILURES
+        self.group.attrs["ingest_log"] = [*self.read_log(), rec]
+        _consolidate(self.path)
+
+    def read_log(self) -> list[dict[str, Any]]:
+        """All ingest run records, oldest first."""
+        log = self.group.attrs.get("ingest_log", [])
+        return [dict(r) for r in log] if isinstance(log, list) else []
+
+    def summary(self) -> dict[str, Any]:
+        """What `nowcast info` shows: shape, time span, gaps, product, units."""
+        a = self.attrs
+        t = self.times
+        gaps = find_gaps(t, self.interval_s)
+        zr = a.get("zr", {})
+        return {
+            "path": str(self.path),
+            "source": a.get("source"),
+            "product": a.get("product"),
+            "frames": len(t),
+            "shape": list(self.shape),
+            "grid": a.get("grid", {}).get("name"),
+            "interval_seconds": self.interval_s,
+            "start": iso(t[0]) if len(t) else None,
+            "end": iso(t[-1]) if len(t) else None,
+            "gaps": len(gaps),
+            "missing_frames": int(sum(g.missing for g in gaps)),
+            "gap_list": [
+                {"after": iso(g.after), "before": iso(g.before), "missing": g.missing}
+                for g in gaps[:20]
+            ],
+            "coarse_sizes": self.sizes,
+            "units": "uint8 pixel P, dBZ = 70 P/255 - 10",
+            "zr": {"a": zr.get("a"), "b": zr.get("b")},
+            "attribution": a.get("attribution"),
+            "uncommitted": self.uncommitted(),
+        }
+
+
+def _arr(group: zarr.Group, name: str) -> zarr.Array[Any]:
+    node = group[name]
+    if not isinstance(node, zarr.Array):
+        raise StoreError(f"{name!r} in the store is not an array")
+    return node
+
+
+def _frames_attrs() -> dict[str, Any]:
+    return {
+        "long_name": "radar reflectivity (encoded)",
+        "units": "dBZ",
+        "scale_factor": 70.0 / 255.0,
+        "add_offset": -10.0,
+        "comment": f"{encoding.PIXEL_FORMULA}; {encoding.INVERSE_FORMULA}",
+    }
+
+
+def _array(
+    group: zarr.Group,
+    name: str,
+    shape: tuple[int, ...],
+    chunks: tuple[int, ...],
+    dtype: str,
+    fill: Any,
+    dims: list[str],
+    attrs: dict[str, Any],
+) -> zarr.Array[Any]:
+    arr = group.create_array(
+        name, shape=shape, chunks=chunks, dtype=dtype, fill_value=fill, dimension_names=dims
+    )
+    arr.attrs.update(attrs)
+    return arr
+
+
+def _consolidate(path: Path) -> None:
+    """Write consolidated metadata for xarray (zarr warns that v3 has no spec for it yet)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+        zarr.consolidate_metadata(LocalStore(path))
+
+
+def lock_path(path: Path) -> Path:
+    """The writer lock file of a store: ``.<name>.lock`` beside it (kept out of the hierarchy)."""
+    return path.parent / f".{path.name}.lock"
+
+
+def _acquire_lock(path: Path) -> Any:
+    try:
+        fh = open(lock_path(path), "a")  # noqa: SIM115 (held until close)
+    except OSError as exc:
+        raise StoreError(f"{path}: not writable ({exc.strerror or exc})") from None
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.close()
+        raise StoreError(f"{path}: another nowcast process is writing to this store") from None
+    return fh
+
+
+def _release_lock(fh: Any) -> None:
+    if fh is not None:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fh, fcntl.LOCK_UN)
+        fh.close()
+
+
+def default_store_dir() -> Path:
+    """``./nowcast-data`` in the working directory."""
+    return Path.cwd() / DEFAULT_DIR
+
+
+def list_stores(root: Path | None = None) -> list[Path]:
+    """Stores in the default folder, most recently modified last."""
+    d = root or default_store_dir()
+    if not d.is_dir():
+        return []
+    found = [p for p in d.iterdir() if p.suffix == ".zarr" and (p / "zarr.json").is_file()]
+    return sorted(
+        found,
+        key=lambda p: (
+            (p / "time" / "zarr.json").stat().st_mtime if (p / "time" / "zarr.json").exists() else 0
+        ),
+    )
+
+
+def resolve_store(path: str | Path | None) -> Path:
+    """The store a command should use: the given path, or the only store in ./nowcast-data."""
+    if path is not None:
+        return Path(path)
+    stores = list_stores()
+    if not stores:
+        raise StoreError(
+            f"no store given and none in ./{DEFAULT_DIR}; run `nowcast ingest SOURCE RAW...` first"
+        )
+    if len(stores) > 1:
+        names = ", ".join(
+            str(p.relative_to(Path.cwd())) if p.is_relative_to(Path.cwd()) else str(p)
+            for p in stores
+        )
+        raise StoreError(f"several stores in ./{DEFAULT_DIR}, pick one with --store: {names}")
+    return stores[0]
+
+
+def iter_chunks(n: int, step: int) -> Iterator[tuple[int, int]]:
+    """(start, stop) pairs covering range(n) in steps of `step`."""
+    for s in range(0, n, step):
+        yield s, min(n, s + step)

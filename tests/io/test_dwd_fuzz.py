@@ -1,0 +1,65 @@
+"""Fuzzing the RADOLAN parser with mutated real files: a frame or BadFileError, nothing else."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nowcast_cli.io import create_reader
+from nowcast_cli.io.base import BadFileError, Frame, Scanned
+
+SAMPLE = Path(__file__).resolve().parents[2] / "sample_data" / "dwd"
+
+
+def _seeds() -> list[bytes]:
+    ry = sorted((SAMPLE / "ry_20200101_seq13").iterdir())[0].read_bytes()
+    rx = (SAMPLE / "misc" / "raa01-rx_10000-1408102050-dwd---bin.gz").read_bytes()
+    rybz = sorted((SAMPLE / "ry_20251116_seq5_bz2").iterdir())[0].read_bytes()
+    plain = gzip.decompress(ry)
+    return [ry, rx, rybz, plain, gzip.decompress(rx), bz2.decompress(rybz)[:4000]]
+
+
+SEEDS = _seeds()
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> bytes:
+    data = bytearray(draw(st.sampled_from(SEEDS)))
+    kind = draw(st.sampled_from(["truncate", "flip", "splice", "header-flip"]))
+    if kind == "truncate":
+        return bytes(data[: draw(st.integers(0, len(data)))])
+    if kind in ("flip", "header-flip"):
+        hi = min(len(data), 400) if kind == "header-flip" else len(data)
+        for _ in range(draw(st.integers(1, 8))):
+            i = draw(st.integers(0, hi - 1))
+            data[i] ^= 1 << draw(st.integers(0, 7))
+        return bytes(data)
+    other = draw(st.sampled_from(SEEDS))
+    cut_a = draw(st.integers(0, len(data)))
+    cut_b = draw(st.integers(0, len(other)))
+    return bytes(data[:cut_a]) + other[cut_b:]
+
+
+@settings(max_examples=150, deadline=10_000)
+@given(mutated())
+def test_mutated_files_decode_or_fail_cleanly(
+    tmp_path_factory: pytest.TempPathFactory, data: bytes
+) -> None:
+    tmp = tmp_path_factory.mktemp("fuzz")
+    path = tmp / "input"
+    path.write_bytes(data)
+    reader = create_reader("dwd")
+    for result in reader.scan(path, tmp / "work"):
+        if isinstance(result, Scanned):
+            try:
+                frame = reader.read(result.item)
+            except BadFileError:
+                continue
+            assert isinstance(frame, Frame)
+            assert frame.codes.shape == frame.valid.shape == result.info.grid.shape
+            assert int(frame.codes.max(initial=0)) < len(frame.table)

@@ -1,0 +1,139 @@
+"""The command line: help everywhere, one-line errors, the happy paths."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from nowcast_cli import __version__
+from nowcast_cli.cli import app
+
+runner = CliRunner()
+
+
+def _command_paths() -> list[list[str]]:
+    root = typer.main.get_command(app)
+    paths: list[list[str]] = []
+
+    def walk(cmd, prefix: list[str]) -> None:  # typer vendors its own click: duck-type groups
+        paths.append(prefix)
+        if hasattr(cmd, "commands"):
+            for name, sub in cmd.commands.items():
+                walk(sub, [*prefix, name])
+
+    walk(root, [])
+    return paths
+
+
+@pytest.mark.parametrize("path", _command_paths(), ids=lambda p: " ".join(p) or "nowcast")
+def test_every_command_has_help(path: list[str]) -> None:
+    result = runner.invoke(app, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"nowcast {__version__}"
+
+
+def test_help_does_not_import_heavy_modules() -> None:
+    code = (
+        "import sys; from nowcast_cli.cli import app; "
+        "heavy = ('numpy', 'torch', 'zarr', 'numba', 'matplotlib'); "
+        "print([m for m in heavy if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def _error_line(result) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+def test_unknown_source_lists_choices(in_tmp: Path, ry_dir: Path) -> None:
+    line = _error_line(runner.invoke(app, ["ingest", "dwdd", str(ry_dir)]))
+    assert line.startswith("Error: unknown source 'dwdd'. Did you mean 'dwd'?")
+    assert "Valid sources:" in line
+
+
+def test_missing_path(in_tmp: Path) -> None:
+    line = _error_line(runner.invoke(app, ["ingest", "dwd", "raw"]))
+    assert line == "Error: raw: no such file or directory"
+
+
+def test_unwritable_output(in_tmp: Path, ry_dir: Path) -> None:
+    line = _error_line(
+        runner.invoke(app, ["ingest", "dwd", str(ry_dir), "--out", "/proc/nowcast/x.zarr"])
+    )
+    assert line.startswith("Error: /proc/nowcast/x.zarr: cannot create")
+
+
+def test_info_without_store(in_tmp: Path) -> None:
+    line = _error_line(runner.invoke(app, ["info"]))
+    assert "none in ./nowcast-data" in line
+
+
+def test_ingest_then_info_with_defaults(in_tmp: Path, ry_dir: Path) -> None:
+    result = runner.invoke(app, ["ingest", "dwd", str(ry_dir)])
+    assert result.exit_code == 0, result.output
+    assert "written" in result.stdout
+    assert (in_tmp / "nowcast-data" / "dwd.zarr" / "zarr.json").is_file()
+    result = runner.invoke(app, ["info"])
+    assert result.exit_code == 0, result.output
+    for text in (
+        "RY",
+        "13 × 900×900",
+        "2020-01-01 15:00 → 2020-01-01 16:00",
+        "5 min",
+        "Z = 256.0 R^1.42",
+    ):
+        assert text in result.stdout
+    result = runner.invoke(app, ["info", "--json"])
+    info = json.loads(result.stdout)
+    assert info["frames"] == 13
+    assert info["gaps"] == 0
+    again = runner.invoke(app, ["ingest", "dwd", str(ry_dir), "--json"])
+    assert json.loads(again.stdout)["already_present"] == 13
+
+
+def test_strict_exit_code(in_tmp: Path, ry_dir: Path) -> None:
+    raw = in_tmp / "raw"
+    raw.mkdir()
+    (raw / "junk.bin").write_bytes(b"junk")
+    (raw / "a.gz").write_bytes(sorted(ry_dir.iterdir())[0].read_bytes())
+    ok = runner.invoke(app, ["ingest", "dwd", str(raw), "--quiet"])
+    assert ok.exit_code == 0
+    strict = runner.invoke(app, ["ingest", "dwd", str(raw), "--strict", "--out", "s2.zarr"])
+    line = _error_line(strict)
+    assert "junk.bin" in line
+
+
+def test_list_sources_json() -> None:
+    result = runner.invoke(app, ["list", "sources", "--json"])
+    assert result.exit_code == 0
+    rows = json.loads(result.stdout)
+    dwd = next(r for r in rows if r["name"] == "dwd")
+    assert dwd["zr"] == [256.0, 1.42]
+    assert "RADOLAN" in dwd["description"]
+
+
+def test_python_m_entry_point(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "nowcast_cli", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == f"nowcast {__version__}"

@@ -1,0 +1,56 @@
+"""Pixel/dBZ/rain-rate conversions against values computed independently (HKO-7 and DWD code)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nowcast_cli import encoding
+
+# Pixel thresholds (×255) from the authors' util/utils.py and the HKO-7 benchmark code, as listed
+# in shared/research/authors_code.md §2.2 (independent of this implementation).
+HKO = (58.53, 1.56)
+DWD = (256.0, 1.42)
+
+
+@pytest.mark.parametrize(
+    ("zr", "rate", "pixel"),
+    [
+        (HKO, 0.5, 83.7),
+        (HKO, 2, 117.9),
+        (HKO, 5, 140.5),
+        (HKO, 10, 157.6),
+        (HKO, 30, 184.8),
+        (DWD, 0.5, 108.6),
+        (DWD, 2, 139.7),
+        (DWD, 5, 160.3),
+        (DWD, 10, 175.9),
+    ],
+)
+def test_threshold_pixels_match_reference(zr, rate, pixel) -> None:
+    assert encoding.threshold_to_pixel(rate, *zr) == pytest.approx(pixel, abs=0.06)
+
+
+def test_pixel_formula_ends_and_rounding() -> None:
+    assert encoding.dbz_to_pixel(np.array([-10.0, 60.0, -40.0, 99.0])).tolist() == [0, 255, 0, 255]
+    # floor(x + 0.5): rounds to nearest, not down
+    assert int(encoding.dbz_to_pixel(70 * 0.6 / 255 - 10)) == 1
+    assert int(encoding.dbz_to_pixel(70 * 0.4 / 255 - 10)) == 0
+    assert int(encoding.dbz_to_pixel(70 * 7.7 / 255 - 10)) == 8
+    assert int(encoding.dbz_to_pixel(np.nan)) == 0
+
+
+def test_pixel_round_trip_is_exact() -> None:
+    p = np.arange(256)
+    assert np.array_equal(encoding.dbz_to_pixel(encoding.pixel_to_dbz(p)), p)
+    r = encoding.pixel_to_rate(p, *DWD)
+    assert r[0] == 0
+    assert np.array_equal(encoding.encode_table(r, "rain_rate", *DWD), p)
+
+
+def test_rate_dbz_inverse() -> None:
+    r = np.array([0.1, 1.0, 12.0, 100.0])
+    assert np.allclose(encoding.dbz_to_rate(encoding.rate_to_dbz(r, *HKO), *HKO), r)
+    # Z = a R^b: 1 mm/h is 10 log10(a) dBZ
+    assert float(encoding.rate_to_dbz(1.0, *DWD)) == pytest.approx(10 * np.log10(256))
+    assert float(encoding.rate_to_dbz(0.0, *DWD)) == -np.inf
