@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from nowcast_cli import __version__, encoding
+from nowcast_cli import __version__
 from nowcast_cli.errors import ConfigError, DataError, StoreError
 from nowcast_cli.io import READERS, create_reader
 from nowcast_cli.io.base import Failure, FrameInfo, Item, Reader, Scanned
@@ -196,7 +196,7 @@ def ingest(
         return report
     finally:
         if store is not None:
-            store.close()
+            store.close()  # consolidates, also after an error: xarray sees what was committed
 
 
 def _make_reader(source: str, options: dict[str, Any]) -> Reader:
@@ -368,24 +368,20 @@ def _decode_one(
     from nowcast_cli.io.base import BadFileError
 
     try:
-        frame = reader.read(item)
+        _, pix, valid, notes = reader.read_pixels(item, zr)
     except BadFileError as exc:
         return Failure(item.name, exc.reason)
-    if frame.codes.shape != info.grid.shape:
+    if pix.shape != info.grid.shape:
         return Failure(
-            item.name, f"frame shape {frame.codes.shape} differs from its header {info.grid.shape}"
+            item.name, f"frame shape {pix.shape} differs from its header {info.grid.shape}"
         )
-    lut = encoding.encode_table(frame.table, frame.info.quantity, *zr)
-    pix = lut[frame.codes]
-    valid = np.ascontiguousarray(frame.valid, dtype=bool)
-    pix[~valid] = 0
     coarse = {}
     for size in sizes:
         key = (info.grid.shape, size, zr)
         if key not in _COARSENERS:
             _COARSENERS[key] = Coarsener(info.grid.shape, size, zr)
         coarse[size] = _COARSENERS[key](pix, valid)
-    warns = [Failure(item.name, w) for w in frame.warnings]
+    warns = [Failure(item.name, w) for w in notes]
     return info.time, pix, valid, coarse, warns
 
 

@@ -9,8 +9,10 @@ the mean precipitation of the area (pixel values are logarithmic in rain rate).
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 from nowcast_cli import encoding
+from nowcast_cli.errors import ConfigError
 
 
 def area_weights(n_in: int, n_out: int) -> np.ndarray:
@@ -41,10 +43,14 @@ class Coarsener:
     """
 
     def __init__(self, shape: tuple[int, int], size: int, zr: tuple[float, float]) -> None:
+        if not 1 <= size <= min(shape):
+            raise ConfigError(
+                f"training size {size} must be between 1 and {min(shape)} for {shape}"
+            )
         self.size = size
-        self.wy = area_weights(shape[0], size).astype(np.float32)
-        self.wx_t = np.ascontiguousarray(area_weights(shape[1], size).T.astype(np.float32))
-        self.rates = encoding.rate_table(*zr).astype(np.float32)
+        self.y = _split(area_weights(shape[0], size))
+        self.x = _split(area_weights(shape[1], size))
+        self.rates = encoding.rate_table(*zr)
         self.zr = zr
         # pixel of each coarse rate is found by bisection on the rate of each pixel edge
         edges = encoding.dbz_to_rate(encoding.pixel_to_dbz(np.arange(256) - 0.5), *zr)
@@ -53,13 +59,80 @@ class Coarsener:
 
     def __call__(self, pixels: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Coarsen one frame: uint8 pixels and bool valid → (size, size) uint8 and bool."""
-        v = valid.astype(np.float32)
-        r = self.rates[pixels] * v
-        num = self.wy @ r @ self.wx_t
-        den = self.wy @ v @ self.wx_t
-        ok = den >= 0.5 - 1e-6
+        num = np.zeros((self.size, self.size))
+        den = np.zeros((self.size, self.size))
+        _accumulate(
+            np.ascontiguousarray(pixels, dtype=np.uint8),
+            np.ascontiguousarray(valid, dtype=np.bool_),
+            self.rates,
+            *self.y,
+            *self.x,
+            num,
+            den,
+        )
+        ok = den >= 0.5 - 1e-9
         rate = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
         # encode: P = floor(255 (dBZ + 10)/70 + 0.5) is monotone in R, so search the pixel edges
         pix = np.searchsorted(self.edges, rate.astype(np.float64), side="right").astype(np.uint8)
         pix[~ok | (rate <= 0)] = 0
         return pix, ok
+
+
+def _split(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per fine cell: first coarse cell and weight, second coarse cell (-1: none) and weight.
+
+    When downsampling (n_out ≤ n_in) a fine cell overlaps at most two coarse cells.
+    """
+    n_in = weights.shape[1]
+    i0 = np.full(n_in, -1, np.int64)
+    i1 = np.full(n_in, -1, np.int64)
+    w0 = np.zeros(n_in)
+    w1 = np.zeros(n_in)
+    for j in range(n_in):
+        idx = np.nonzero(weights[:, j] > 0)[0]
+        i0[j], w0[j] = idx[0], weights[idx[0], j]
+        if len(idx) > 1:
+            i1[j], w1[j] = idx[1], weights[idx[1], j]
+    return i0, w0, i1, w1
+
+
+@njit(cache=True, nogil=True)
+def _accumulate(
+    pix: np.ndarray,
+    valid: np.ndarray,
+    rates: np.ndarray,
+    iy0: np.ndarray,
+    wy0: np.ndarray,
+    iy1: np.ndarray,
+    wy1: np.ndarray,
+    ix0: np.ndarray,
+    wx0: np.ndarray,
+    ix1: np.ndarray,
+    wx1: np.ndarray,
+    num: np.ndarray,
+    den: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """Area-weighted sums of rain rate (num) and of valid area (den) per coarse cell."""
+    rows, cols = pix.shape
+    for r in range(rows):
+        a0, b0, a1, b1 = iy0[r], wy0[r], iy1[r], wy1[r]
+        for c in range(cols):
+            if not valid[r, c]:
+                continue
+            x = rates[pix[r, c]]
+            c0, d0, c1, d1 = ix0[c], wx0[c], ix1[c], wx1[c]
+            w = b0 * d0
+            num[a0, c0] += w * x
+            den[a0, c0] += w
+            if c1 >= 0:
+                w = b0 * d1
+                num[a0, c1] += w * x
+                den[a0, c1] += w
+            if a1 >= 0:
+                w = b1 * d0
+                num[a1, c0] += w * x
+                den[a1, c0] += w
+                if c1 >= 0:
+                    w = b1 * d1
+                    num[a1, c1] += w * x
+                    den[a1, c1] += w

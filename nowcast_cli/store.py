@@ -85,6 +85,7 @@ class Store:
         self.group = group
         self._lock = lock
         self._times: np.ndarray | None = None
+        self._dirty = False
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
@@ -277,7 +278,9 @@ class Store:
         return cls(p, group, lock)
 
     def close(self) -> None:
-        """Release the writer lock, if held."""
+        """Refresh consolidated metadata if anything was appended; release the writer lock."""
+        if self._dirty:
+            self.consolidate()
         _release_lock(self._lock)
         self._lock = None
 
@@ -390,7 +393,12 @@ class Store:
         arr.resize((n + len(times),))
         arr[n : n + len(times)] = times
         self._times = None
+        self._dirty = True
+
+    def consolidate(self) -> None:
+        """Refresh the consolidated metadata xarray reads (after a run of appends)."""
         _consolidate(self.path)
+        self._dirty = False
 
     def log_run(self, record: dict[str, Any]) -> None:
         """Append an ingest run record (failures capped) to the ``ingest_log`` attribute."""

@@ -16,7 +16,10 @@ from nowcast_cli.registry import Registry
 
 READERS: Registry[type[Reader]] = Registry("source")
 
-from nowcast_cli.io import dwd  # noqa: E402, F401  (registers "dwd")
+from nowcast_cli.io import dwd  # noqa: E402, F401, I001  (registers "dwd"; one line per reader)
+from nowcast_cli.io import fmi  # noqa: E402, F401  (registers "fmi")
+from nowcast_cli.io import hko7  # noqa: E402, F401  (registers "hko7")
+from nowcast_cli.io import knmi  # noqa: E402, F401  (registers "knmi")
 
 
 def create_reader(name: str, **options: object) -> Reader:

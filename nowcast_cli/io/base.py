@@ -202,6 +202,10 @@ class Reader(ABC):
     licence: ClassVar[str] = ""
     zr: ClassVar[tuple[float, float]]  # Z = a R^b, (a, b)
     zr_reference: ClassVar[str] = ""
+    # SPEC §2 stores P = 0 where ``valid`` is False (no measurement there). A source whose mask
+    # marks *excluded* pixels that still hold a measured value (HKO-7's quality masks) sets this
+    # False, so the store keeps the file's value and the mask alone says what to ignore.
+    zero_invalid: ClassVar[bool] = True
 
     def candidates(self, paths: list[Path]) -> list[Path]:
         """Files under `paths` this reader should scan (default: every regular, non-hidden file)."""
@@ -214,6 +218,24 @@ class Reader(ABC):
     @abstractmethod
     def read(self, item: Item) -> Frame:
         """Decode one frame. Raises `BadFileError` on any problem with the bytes."""
+
+    def read_pixels(
+        self, item: Item, zr: tuple[float, float]
+    ) -> tuple[FrameInfo, np.ndarray, np.ndarray, list[str]]:
+        """Decode one frame straight to store pixels: (info, uint8 pixels, valid, warnings).
+
+        The default goes through `read` and one table lookup; readers may fuse the two for
+        speed, and must give the same result (a test checks it).
+        """
+        from nowcast_cli.encoding import encode_table
+
+        frame = self.read(item)
+        lut = encode_table(frame.table, frame.info.quantity, *zr)
+        valid = np.ascontiguousarray(frame.valid, dtype=bool)
+        pix = lut[frame.codes]
+        if self.zero_invalid:
+            pix[~valid] = 0
+        return frame.info, pix, valid, list(frame.warnings)
 
     def static_arrays(self) -> dict[str, np.ndarray]:
         """2-D arrays (rows, cols) written once into a new store, e.g. a static exclusion mask."""

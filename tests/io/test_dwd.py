@@ -65,10 +65,14 @@ def _shared_sources(root: Path):
 
 def test_every_shared_file_matches_wradlib(shared_dwd: Path, tmp_path: Path) -> None:
     reader = create_reader("dwd")
-    compared = unsupported = 0
+    compared = unsupported = ascii_checked = 0
     for label, raw in _shared_sources(shared_dwd):
         plain = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
         plain = bz2.decompress(plain) if plain[:3] == b"BZh" else plain
+        if plain[:5] == b"ncols":
+            _check_ascii(label, plain)
+            ascii_checked += 1
+            continue
         try:
             ref, attrs = _wradlib_read(io.BytesIO(plain))
         except Exception:  # wradlib cannot read it: outside the cross-check (HDF5, ASCII, PG)
@@ -93,11 +97,35 @@ def test_every_shared_file_matches_wradlib(shared_dwd: Path, tmp_path: Path) -> 
         pix = encoding.encode_table(frame.table, frame.info.quantity, *ZR)[frame.codes]
         ref_pix, ref_valid = _reference_pixels(ref, attrs)
         assert np.array_equal(frame.valid, ref_valid), f"{label}: no-data mask differs"
+        _, fast_pix, fast_valid, _ = reader.read_pixels(scanned.item, ZR)  # fused kernel path
+        assert np.array_equal(fast_valid, frame.valid)
+        assert np.array_equal(fast_pix, np.where(frame.valid, pix, 0)), label
         diff = np.abs(pix.astype(int) - ref_pix.astype(int))
         assert diff.max() <= 1, f"{label}: pixel differs by {diff.max()}"
         compared += 1
     assert compared >= 60  # every staged grid file incl. the 25 RV tar members
     assert unsupported == 2  # FZ (undocumented scale) and %M (percent of normal)
+    assert ascii_checked == 24  # RW-20221018.tar.gz
+
+
+def _check_ascii(label: str, plain: bytes) -> None:
+    """DWD's ASCII grids against numpy's own text parser.
+
+    wradlib is no reference here: for ASCII input its no-data mask comes from
+    ``np.where(data == flag)[0]`` on a 2-D array (row numbers, not pixels), so it marks the
+    wrong pixels as missing.
+    """
+    values = np.loadtxt(io.BytesIO(plain), skiprows=6)  # rows north → south, -1 = no data
+    frame = decode(plain, label)
+    assert frame.info.product == "RW"
+    assert frame.info.interval_s == 3600
+    assert np.array_equal(frame.valid, values != -1)
+    rate = values * 0.1  # 0.1 mm per hour
+    pix, _ = _reference_pixels(
+        np.where(values == -1, -9999, rate), {"producttype": "RW", "intervalseconds": 3600}
+    )
+    got = encoding.encode_table(frame.table, frame.info.quantity, *ZR)[frame.codes]
+    assert np.abs(got.astype(int) - pix[::-1].astype(int)).max() <= 1
 
 
 def test_compressed_equals_uncompressed(sample_dir: Path, tmp_path: Path) -> None:

@@ -6,10 +6,12 @@ import bz2
 import gzip
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from nowcast_cli import encoding
 from nowcast_cli.io import create_reader
 from nowcast_cli.io.base import BadFileError, Frame, Scanned
 
@@ -25,6 +27,7 @@ def _seeds() -> list[bytes]:
 
 
 SEEDS = _seeds()
+ZR = (256.0, 1.42)
 
 
 @st.composite
@@ -59,7 +62,13 @@ def test_mutated_files_decode_or_fail_cleanly(
             try:
                 frame = reader.read(result.item)
             except BadFileError:
+                with pytest.raises(BadFileError):
+                    reader.read_pixels(result.item, ZR)
                 continue
             assert isinstance(frame, Frame)
+            _, pix, valid, _ = reader.read_pixels(result.item, ZR)  # fused kernel = reference
+            lut = encoding.encode_table(frame.table, frame.info.quantity, *ZR)
+            assert np.array_equal(valid, frame.valid)
+            assert np.array_equal(pix, np.where(frame.valid, lut[frame.codes], 0))
             assert frame.codes.shape == frame.valid.shape == result.info.grid.shape
             assert int(frame.codes.max(initial=0)) < len(frame.table)
