@@ -56,8 +56,12 @@ def bench_decode(repeats: int) -> list[dict[str, object]]:
 
     reader = create_reader("dwd")
 
+    ry = sorted((SAMPLE / "ry_20200101_seq13").iterdir())[0]
+    plain = Path(tempfile.mkdtemp()) / "raa01-ry_10000-2001011500-dwd---bin"
+    plain.write_bytes(gzip.decompress(ry.read_bytes()))
     files = {
-        "RY gzip 900x900": sorted((SAMPLE / "ry_20200101_seq13").iterdir())[0],
+        "RY plain 900x900": plain,
+        "RY gzip 900x900": ry,
         "RY bzip2 900x900": sorted((SAMPLE / "ry_20251116_seq5_bz2").iterdir())[0],
         "RX gzip (1-byte)": SAMPLE / "misc" / "raa01-rx_10000-1408102050-dwd---bin.gz",
     }
@@ -139,12 +143,21 @@ def bench_ingest(n: int, work: Path) -> dict[str, object]:
         for f in files:
             wradlib.io.read_radolan_composite(str(f))
     t_ref = time.perf_counter() - t
-    t_ours, _ = run_ingest(raw, work / f"store{n}.zarr")
+    from nowcast_cli.ingest import ingest
+
+    warm = work / "warm"
+    make_frames(warm, 3)
+    ingest("dwd", [warm], work / "warm.zarr")  # imports and numba caches, like wradlib's import
+    t = time.perf_counter()
+    ingest("dwd", [raw], work / f"lib{n}.zarr")
+    t_lib = time.perf_counter() - t
+    t_cli, _ = run_ingest(raw, work / f"store{n}.zarr")
     return {
         "frames": n,
-        "nowcast_ingest_s": t_ours,
+        "nowcast_ingest_s": t_lib,
+        "cli_s": t_cli,
         "wradlib_decode_s": t_ref,
-        "speedup": t_ref / t_ours,
+        "speedup": t_ref / t_lib,
     }
 
 
@@ -196,10 +209,14 @@ def main() -> None:
             "",
             "## Whole ingest vs wradlib decoding alone",
             "",
-            "| frames | nowcast ingest s | wradlib decode s | speed-up |",
-            "|---:|---:|---:|---:|",
-            f"| {r['frames']} | {r['nowcast_ingest_s']:.2f} | {r['wradlib_decode_s']:.2f} "
-            f"| {r['speedup']:.2f}× |",
+            "nowcast: `nowcast_cli.ingest.ingest` in-process after its imports (as wradlib's "
+            "loop runs after `import wradlib`); CLI: `python -m nowcast_cli ingest`, wall time "
+            "including interpreter start-up and imports.",
+            "",
+            "| frames | nowcast ingest s | CLI wall s | wradlib decode s | speed-up (in-process) |",
+            "|---:|---:|---:|---:|---:|",
+            f"| {r['frames']} | {r['nowcast_ingest_s']:.2f} | {r['cli_s']:.2f} "
+            f"| {r['wradlib_decode_s']:.2f} | {r['speedup']:.2f}× |",
         ]
         print(lines[-1], flush=True)
         mem = bench_memory(args.mem_frames, work)

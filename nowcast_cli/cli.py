@@ -131,7 +131,7 @@ def ingest(
         bool, typer.Option(help="Fail on the first file that cannot be used.")
     ] = False,
     workers: Annotated[
-        int | None, typer.Option(help="Worker processes. [default: all cores]", min=1)
+        int | None, typer.Option(help="Worker threads. [default: all cores]", min=1)
     ] = None,
     size: Annotated[
         int, typer.Option(help="Edge of the training-resolution copy (new stores).")

@@ -112,27 +112,36 @@ def _accumulate(
     num: np.ndarray,
     den: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
-    """Area-weighted sums of rain rate (num) and of valid area (den) per coarse cell."""
+    """Area-weighted sums of rain rate (num) and of valid area (den) per coarse cell.
+
+    Separable: each fine row is first summed into the coarse columns, then that row sum is
+    spread over the (at most two) coarse rows the fine row overlaps.
+    """
     rows, cols = pix.shape
+    size_x = num.shape[1]
+    row_num = np.empty(size_x)
+    row_den = np.empty(size_x)
     for r in range(rows):
-        a0, b0, a1, b1 = iy0[r], wy0[r], iy1[r], wy1[r]
+        row_num[:] = 0.0
+        row_den[:] = 0.0
         for c in range(cols):
-            if not valid[r, c]:
-                continue
-            x = rates[pix[r, c]]
-            c0, d0, c1, d1 = ix0[c], wx0[c], ix1[c], wx1[c]
-            w = b0 * d0
-            num[a0, c0] += w * x
-            den[a0, c0] += w
-            if c1 >= 0:
-                w = b0 * d1
-                num[a0, c1] += w * x
-                den[a0, c1] += w
-            if a1 >= 0:
-                w = b1 * d0
-                num[a1, c0] += w * x
-                den[a1, c0] += w
-                if c1 >= 0:
-                    w = b1 * d1
-                    num[a1, c1] += w * x
-                    den[a1, c1] += w
+            if valid[r, c]:
+                x = rates[pix[r, c]]
+                j, w = ix0[c], wx0[c]
+                row_num[j] += w * x
+                row_den[j] += w
+                j = ix1[c]
+                if j >= 0:
+                    w = wx1[c]
+                    row_num[j] += w * x
+                    row_den[j] += w
+        a, b = iy0[r], wy0[r]
+        for j in range(size_x):
+            num[a, j] += b * row_num[j]
+            den[a, j] += b * row_den[j]
+        a = iy1[r]
+        if a >= 0:
+            b = wy1[r]
+            for j in range(size_x):
+                num[a, j] += b * row_num[j]
+                den[a, j] += b * row_den[j]

@@ -86,6 +86,7 @@ class Store:
         self._lock = lock
         self._times: np.ndarray | None = None
         self._dirty = False
+        self._writable: dict[str, zarr.Array[Any]] = {}
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
@@ -379,17 +380,29 @@ class Store:
     ) -> None:
         """Write frame data at committed position `n` (invisible until `commit`)."""
         k = len(frames)
-        targets = [(self.group, frames, valid)]
-        targets += [(self._coarse(s), f, v) for s, (f, v) in coarse.items()]
-        for g, f, v in targets:
+        targets = [("", frames, valid)]
+        targets += [(f"coarse/{s}/", f, v) for s, (f, v) in coarse.items()]
+        for prefix, f, v in targets:
             for name, data in (("frames", f), ("valid", v)):
-                arr = _arr(g, name)
+                arr = self._array_for_writing(prefix + name)
                 arr.resize((n + k, *arr.shape[1:]))
                 arr[n : n + k] = data
 
+    def _array_for_writing(self, path: str) -> zarr.Array[Any]:
+        """The array at `path`, opened once per writer.
+
+        Opened with ``write_empty_chunks``: zarr's check for chunks equal to the fill value
+        compares every byte (most of the write time for radar frames), while an all-zero chunk
+        costs a few bytes to store.
+        """
+        if path not in self._writable:
+            with zarr.config.set({"array.write_empty_chunks": True}):
+                self._writable[path] = _arr(self.group, path)
+        return self._writable[path]
+
     def commit(self, n: int, times: np.ndarray) -> None:
         """Make frames ``n:n+len(times)`` visible by writing their times."""
-        arr = _arr(self.group, "time")
+        arr = self._array_for_writing("time")
         arr.resize((n + len(times),))
         arr[n : n + len(times)] = times
         self._times = None

@@ -147,6 +147,8 @@ KILL_SCRIPT = textwrap.dedent(
     from nowcast_cli import store
     from nowcast_cli.ingest import ingest
 
+    sys.modules["nowcast_cli.ingest"].WRITE_BATCH = 8  # one chunk per append: 8 + 5 frames
+
     real_commit = store.Store.commit
     calls = []
 

@@ -13,8 +13,8 @@ northern edge) and ``table`` maps each code to its physical value, either a rain
 a reflectivity in dBZ (``FrameInfo.quantity``). Conversion to the store's pixel encoding is then
 one table lookup (see `nowcast_cli.encoding`), exact for sources that already store pixels.
 ``valid`` is False where the radar had no data. Readers raise `BadFileError` (a `DataError`) for
-anything wrong with a file and nothing else; readers must be picklable (ingest runs them in
-worker processes).
+anything wrong with a file and nothing else; readers must be thread-safe (ingest runs them in
+worker threads).
 """
 
 from __future__ import annotations
