@@ -216,7 +216,8 @@ class _Progress:
         task = self._tasks[phase]
         t = self._bar.tasks[task]
         elapsed = t.elapsed or 0.0
-        rate = f"{done / elapsed:6.1f} frames/s" if elapsed > 0 else ""
+        unit = "files/s" if phase == "scan" else "frames/s"
+        rate = f"{done / elapsed:6.1f} {unit}" if elapsed > 0 else ""
         self._bar.update(task, completed=done, total=total, rate=rate)
 
     def __exit__(self, *exc: object) -> None:
@@ -329,6 +330,30 @@ def list_sources(as_json: JsonOpt = False) -> None:
     _print_rows(rows, ["name", "description"], "sources")
 
 
+@list_app.command("models")
+@handle_errors
+def list_models_cmd(as_json: JsonOpt = False) -> None:
+    """Nowcasting models, with trainable parameters at the paper's configuration."""
+    _modes(False, as_json)
+    from nowcast_cli.models import list_models
+
+    rows = list_models()
+    if not _State.as_json:
+        rows = [{**r, "params": f"{r['params'] / 1e6:.2f}M"} for r in rows]
+    _print_rows(rows, ["name", "params", "description"], "models (3 layers, 64 hidden, 120×120)")
+
+
+@list_app.command("losses")
+@handle_errors
+def list_losses_cmd(as_json: JsonOpt = False) -> None:
+    """Training losses (each also in a balanced B- form, --balanced)."""
+    _modes(False, as_json)
+    from nowcast_cli.losses import LOSSES
+
+    rows = [{"name": n, "description": d} for n, d in LOSSES.describe().items()]
+    _print_rows(rows, ["name", "description"], "losses")
+
+
 @list_app.command("stores")
 @handle_errors
 def list_stores_cmd(as_json: JsonOpt = False) -> None:
@@ -337,9 +362,11 @@ def list_stores_cmd(as_json: JsonOpt = False) -> None:
     from nowcast_cli.store import Store, list_stores
 
     rows = []
+    cwd = Path.cwd()
     for p in list_stores():
         with Store.open(p) as s:
             info = s.summary()
+        info["path"] = str(p.relative_to(cwd)) if p.is_relative_to(cwd) else str(p)
         rows.append({k: info[k] for k in ("path", "product", "frames", "start", "end")})
     _print_rows(rows, ["path", "product", "frames", "start", "end"], "stores")
 

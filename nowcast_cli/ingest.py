@@ -84,7 +84,7 @@ class IngestReport:
 
 def default_store_path(source: str) -> Path:
     """``./nowcast-data/<source>.zarr``."""
-    return Path.cwd() / DEFAULT_DIR / f"{source}.zarr"
+    return Path(DEFAULT_DIR) / f"{source}.zarr"
 
 
 def ingest(

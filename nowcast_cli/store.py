@@ -157,26 +157,7 @@ class Store:
         try:
             group = zarr.open_group(LocalStore(p), mode="w", zarr_format=3)
             rows, cols = grid.shape
-            _array(
-                group,
-                "frames",
-                (0, rows, cols),
-                (FULL_CHUNK_T, rows, cols),
-                "uint8",
-                0,
-                ["time", "y", "x"],
-                _frames_attrs(),
-            )
-            _array(
-                group,
-                "valid",
-                (0, rows, cols),
-                (FULL_CHUNK_T, rows, cols),
-                "bool",
-                False,
-                ["time", "y", "x"],
-                {"long_name": "radar data available", "flag_values": [0, 1]},
-            )
+            _frame_arrays(group, rows, cols, FULL_CHUNK_T)
             _array(
                 group,
                 "time",
@@ -232,26 +213,7 @@ class Store:
                         "method": "area mean of rain rate; valid if ≥ half the area is valid",
                     }
                 )
-                _array(
-                    sub,
-                    "frames",
-                    (0, size, size),
-                    (COARSE_CHUNK_T, size, size),
-                    "uint8",
-                    0,
-                    ["time", "y", "x"],
-                    _frames_attrs(),
-                )
-                _array(
-                    sub,
-                    "valid",
-                    (0, size, size),
-                    (COARSE_CHUNK_T, size, size),
-                    "bool",
-                    False,
-                    ["time", "y", "x"],
-                    {"long_name": "radar data available"},
-                )
+                _frame_arrays(sub, size, size, COARSE_CHUNK_T)
             group.attrs.update(
                 {
                     "nowcast": {
@@ -464,6 +426,15 @@ def _arr(group: zarr.Group, name: str) -> zarr.Array[Any]:
     if not isinstance(node, zarr.Array):
         raise StoreError(f"{name!r} in the store is not an array")
     return node
+
+
+def _frame_arrays(group: zarr.Group, rows: int, cols: int, chunk_t: int) -> None:
+    """Create the empty, time-growing ``frames`` and ``valid`` arrays of a group."""
+    dims = ["time", "y", "x"]
+    shape, chunks = (0, rows, cols), (chunk_t, rows, cols)
+    _array(group, "frames", shape, chunks, "uint8", 0, dims, _frames_attrs())
+    valid_attrs = {"long_name": "radar data available", "flag_values": [0, 1]}
+    _array(group, "valid", shape, chunks, "bool", False, dims, valid_attrs)
 
 
 def _frames_attrs() -> dict[str, Any]:

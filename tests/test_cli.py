@@ -137,3 +137,29 @@ def test_python_m_entry_point(tmp_path: Path) -> None:
         check=True,
     )
     assert out.stdout.strip() == f"nowcast {__version__}"
+
+
+def test_list_models_json_has_paper_counts() -> None:
+    result = runner.invoke(app, ["list", "models", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {r["name"]: r for r in json.loads(result.stdout)}
+    assert set(rows) >= {"convlstm", "trajgru", "predrnn", "mim", "motionrnn", "persistence"}
+    assert isinstance(rows["convlstm"]["params"], int)
+    assert rows["persistence"]["params"] == 0
+    # Table II of the paper, in millions, within 1%
+    for name, m in {
+        "convlstm": 0.89,
+        "trajgru": 1.06,
+        "predrnn": 1.80,
+        "mim": 3.68,
+        "motionrnn": 3.78,
+    }.items():
+        assert abs(rows[name]["params"] / 1e6 - m) <= 0.01 * m, name
+    table = runner.invoke(app, ["list", "models"])
+    assert "0.89M" in table.stdout
+
+
+def test_list_losses() -> None:
+    result = runner.invoke(app, ["list", "losses", "--json"])
+    names = [r["name"] for r in json.loads(result.stdout)]
+    assert names == sorted(["mse", "mae", "mse+mae", "ff-mse", "ff-mae", "ff-mse+mae"])

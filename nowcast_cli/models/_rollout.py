@@ -1,0 +1,128 @@
+"""The rollout every model shares (SPEC §5, the paper's Fig. 1) and config checks."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from nowcast_cli.errors import ConfigError
+
+
+def check_config(cfg: Any) -> None:
+    """Raise ConfigError unless every field of a model config is a positive number.
+
+    Fields annotated ``int`` must be ints; ``float`` fields accept ints too.
+    """
+    for field in dataclasses.fields(cfg):
+        value = getattr(cfg, field.name)
+        kind = int if field.type in ("int", int) else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise ConfigError(f"{field.name} must be {field.type}, got {value!r}")
+        if value <= 0:
+            raise ConfigError(f"{field.name} must be positive, got {value!r}")
+    kernel = getattr(cfg, "kernel", 1)
+    if kernel % 2 == 0:
+        # 'same' padding (kernel // 2) keeps the frame size only for odd kernels
+        raise ConfigError(f"kernel must be odd, got {kernel}")
+
+
+class Nowcaster(nn.Module):
+    """Base class: one model step per frame, `forward` rolls it out over a sequence.
+
+    Subclasses set ``self.config`` (with ``channels`` and ``size``) and implement
+    `init_state` and `step`; `forward` is the shared rollout with scheduled sampling.
+    """
+
+    config: Any
+
+    def init_state(self, x: Tensor) -> Any:
+        """Zero state for a batch shaped like `x` (B, T, C, H, W)."""
+        raise NotImplementedError
+
+    def step(self, frame: Tensor, state: Any) -> tuple[Tensor, Any]:
+        """Map the frame at t (B, C, H, W) and the state to the frame at t + 1 and new state."""
+        raise NotImplementedError
+
+    def forward(
+        self,
+        x: Tensor,
+        n_out: int,
+        *,
+        teacher: Tensor | None = None,
+        teacher_prob: float | Tensor = 0.0,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Roll the model out; see the `nowcast_cli.models` docstring for the contract."""
+        return rollout(
+            self, x, n_out, teacher=teacher, teacher_prob=teacher_prob, generator=generator
+        )
+
+
+def _check_input(model: Nowcaster, x: Tensor, n_out: int, teacher: Tensor | None) -> None:
+    cfg = model.config
+    if x.ndim != 5:
+        raise ConfigError(f"input must be shaped (B, T, C, H, W), got {tuple(x.shape)}")
+    b, t_in, c, h, w = x.shape
+    if t_in < 1 or n_out < 1:
+        raise ConfigError(f"need at least one input and one output frame, got {t_in}, {n_out}")
+    if c != cfg.channels or (h, w) != (cfg.size, cfg.size):
+        raise ConfigError(
+            f"input frames are {c}×{h}×{w} but the model was built for "
+            f"{cfg.channels}×{cfg.size}×{cfg.size} (channels×size×size)"
+        )
+    if teacher is not None and (
+        teacher.shape[0] != b or teacher.shape[1] < n_out - 1 or teacher.shape[2:] != x.shape[2:]
+    ):
+        raise ConfigError(
+            f"teacher must be shaped (B, ≥{n_out - 1}, C, H, W) like the input, "
+            f"got {tuple(teacher.shape)}"
+        )
+
+
+def rollout(
+    model: Nowcaster,
+    x: Tensor,
+    n_out: int,
+    *,
+    teacher: Tensor | None = None,
+    teacher_prob: float | Tensor = 0.0,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Run `model.step` over observed frames, then over its own outputs.
+
+    Step s = 0 .. m + n − 2 reads input frame I_s and predicts X̂_{s+1}: I_s = X_s for s < m;
+    for s ≥ m, I_s = X_s (``teacher[:, s − m]``) with probability `teacher_prob` per sample
+    and step (one Bernoulli draw per whole frame), else the previous output X̂_s.
+
+    Returns
+    -------
+    Tensor
+        X̂_1 .. X̂_{m+n−1}, shaped (B, m + n − 1, C, H, W).
+    """
+    _check_input(model, x, n_out, teacher)
+    b, t_in = x.shape[:2]
+    n_future = n_out - 1  # steps whose input is a predicted (or teacher) frame
+    mask: Tensor | None = None
+    if teacher is not None and n_future > 0:
+        p = torch.as_tensor(teacher_prob, dtype=torch.float32)
+        if bool((p > 0).any()):
+            draw_device = generator.device if generator is not None else x.device
+            u = torch.rand((b, n_future), generator=generator, device=draw_device)
+            mask = (u < p.to(draw_device)).to(x.device)  # (B, n_future), True = true frame
+    state = model.init_state(x)
+    outputs: list[Tensor] = []
+    frame = x[:, 0]
+    for s in range(t_in + n_future):
+        if s < t_in:
+            frame = x[:, s]
+        elif mask is not None and teacher is not None:
+            use_true = mask[:, s - t_in].view(b, 1, 1, 1)  # (B, 1, 1, 1) broadcasts over C, H, W
+            frame = torch.where(use_true, teacher[:, s - t_in], outputs[-1])
+        else:
+            frame = outputs[-1]
+        pred, state = model.step(frame, state)
+        outputs.append(pred)
+    return torch.stack(outputs, dim=1)  # (B, m + n − 1, C, H, W)

@@ -1,0 +1,228 @@
+"""Contract tests run over every registered model, at a small size so they stay fast on CPU."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+
+from nowcast_cli.errors import ConfigError, UnknownNameError
+from nowcast_cli.models import MODELS, create_model, list_models
+from nowcast_cli.models import motionrnn as motionrnn_module
+
+NAMES = MODELS.names()
+SIZE, T_IN, N_OUT, BATCH = 16, 4, 3, 2
+
+
+def small(name: str) -> dict[str, int]:
+    """A small configuration of model `name` (persistence has only a frame shape)."""
+    if name == "persistence":
+        return {"size": SIZE}
+    return {"layers": 2, "hidden": 8, "size": SIZE}
+
+
+def build(name: str, seed: int = 0, **extra: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return create_model(name, **small(name), **extra)
+
+
+def frames(batch: int = BATCH, t: int = T_IN, seed: int = 1) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(batch, t, 1, SIZE, SIZE, generator=g)
+
+
+def test_registry_holds_the_six_models() -> None:
+    assert NAMES == ["convlstm", "mim", "motionrnn", "persistence", "predrnn", "trajgru"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_output_shape_and_finite(name: str) -> None:
+    out = build(name)(frames(), N_OUT)
+    assert out.shape == (BATCH, T_IN + N_OUT - 1, 1, SIZE, SIZE)
+    assert out.dtype == torch.float32
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_parameter_gets_a_gradient(name: str) -> None:
+    model = build(name)
+    params = dict(model.named_parameters())
+    if name == "persistence":
+        assert params == {}
+        return
+    model(frames(), N_OUT).square().mean().backward()
+    for pname, p in params.items():
+        assert p.grad is not None, pname
+        assert torch.isfinite(p.grad).all(), pname
+        assert p.grad.abs().sum() > 0, pname
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_deterministic_under_seed(name: str) -> None:
+    a, b = build(name, seed=7), build(name, seed=7)
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert ka == kb
+        assert torch.equal(va, vb)
+    x = frames()
+    assert torch.equal(a(x, N_OUT), b(x, N_OUT))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_state_dict_round_trip(name: str) -> None:
+    model = build(name, seed=3)
+    buf = io.BytesIO()
+    torch.save({"model": name, "state_dict": model.state_dict()}, buf)
+    buf.seek(0)
+    ckpt = torch.load(buf, weights_only=True)
+    other = build(ckpt["model"], seed=4)  # different init, overwritten by the load
+    other.load_state_dict(ckpt["state_dict"])
+    x = frames()
+    assert torch.equal(model(x, N_OUT), other(x, N_OUT))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_batch_equals_samples_one_by_one(name: str) -> None:
+    model = build(name).double()
+    x = frames().double()
+    together = model(x, N_OUT)
+    apart = torch.cat([model(x[i : i + 1], N_OUT) for i in range(BATCH)])
+    torch.testing.assert_close(together, apart, rtol=1e-10, atol=1e-12)
+
+
+def test_motionrnn_batch_test_catches_the_authors_flow_reshape(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the authors' (k², B, 2, h, w) reshape, a batch of two differs from two of one."""
+    real_warp = motionrnn_module.warp
+
+    def authors_warp(image, flows, grid, scale):  # type: ignore[no-untyped-def]
+        b, n, _, h, w = flows.shape
+        wrong = flows.reshape(b, 2 * n, h, w).reshape(n, b, 2, h, w).transpose(0, 1)
+        return real_warp(image, wrong, grid, scale)
+
+    model = build("motionrnn").double()
+    x = frames().double()
+    apart = torch.cat([model(x[i : i + 1], N_OUT) for i in range(BATCH)])
+    monkeypatch.setattr(motionrnn_module, "warp", authors_warp)
+    assert not torch.allclose(model(x, N_OUT), apart, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_teacher_always_equals_rolling_over_true_frames(name: str) -> None:
+    """teacher_prob = 1 feeds X_m .. X_{m+n−2}: same as observing them all."""
+    model = build(name)
+    x = frames(t=T_IN + N_OUT)
+    forced = model(x[:, :T_IN], N_OUT, teacher=x[:, T_IN:], teacher_prob=1.0)
+    observed = model(x[:, : T_IN + N_OUT - 1], 1)
+    torch.testing.assert_close(forced, observed, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_teacher_never_equals_inference(name: str) -> None:
+    model = build(name)
+    x = frames(t=T_IN + N_OUT)
+    free = model(x[:, :T_IN], N_OUT)
+    assert torch.equal(model(x[:, :T_IN], N_OUT, teacher=x[:, T_IN:], teacher_prob=0.0), free)
+
+
+def test_scheduled_sampling_draws_per_sample_and_step_from_the_generator() -> None:
+    model = build("convlstm")
+    x = frames(batch=4, t=T_IN + 4)
+    n_out = 5
+
+    def run(seed: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(seed)
+        return model(x[:, :T_IN], n_out, teacher=x[:, T_IN:], teacher_prob=0.5, generator=g)
+
+    assert torch.equal(run(11), run(11))
+    # with seed 11 some (sample, step) pairs use the true frame and some do not
+    mask = torch.rand((4, n_out - 1), generator=torch.Generator().manual_seed(11)) < 0.5
+    assert mask.any()
+    assert not mask.all()
+    out = run(11)
+    forced = model(x[:, :T_IN], n_out, teacher=x[:, T_IN:], teacher_prob=1.0)
+    free = model(x[:, :T_IN], n_out)
+    for b in range(4):
+        # the first step fed from the teacher/own output decides whether step T_IN differs
+        first = forced if mask[b, 0] else free
+        torch.testing.assert_close(out[b, : T_IN + 1], first[b, : T_IN + 1], rtol=0, atol=0)
+
+
+def test_teacher_prob_as_tensor() -> None:
+    model = build("convlstm")
+    x = frames(t=T_IN + N_OUT)
+    forced = model(x[:, :T_IN], N_OUT, teacher=x[:, T_IN:], teacher_prob=torch.tensor(1.0))
+    torch.testing.assert_close(forced, model(x[:, : T_IN + N_OUT - 1], 1), rtol=0, atol=0)
+
+
+def test_persistence_repeats_the_last_observed_frame() -> None:
+    model = build("persistence")
+    x = frames()
+    out = model(x, N_OUT)
+    assert torch.equal(out[:, :T_IN], x)  # X̂_{t+1} = X_t: the observed frames, one step on
+    for j in range(N_OUT):
+        assert torch.equal(out[:, T_IN - 1 + j], x[:, -1])
+    assert next(model.buffers()).device == x.device  # has a device for .to() and callers
+
+
+def test_create_model_rejects_unknown_option_and_lists_fields() -> None:
+    with pytest.raises(ConfigError, match=r"'depth'.*valid options: channels, size, layers"):
+        create_model("convlstm", depth=3)
+
+
+def test_create_model_unknown_name_suggests() -> None:
+    with pytest.raises(UnknownNameError, match="convlstm"):
+        create_model("convlstn")
+
+
+@pytest.mark.parametrize(
+    ("name", "bad"),
+    [
+        ("convlstm", {"kernel": 4}),
+        ("predrnn", {"hidden": 0}),
+        ("motionrnn", {"size": 15}),
+        ("motionrnn", {"hidden": 10}),
+        ("trajgru", {"flow_kernel": 4}),
+        ("mim", {"layers": 2.5}),
+    ],
+)
+def test_invalid_config_values(name: str, bad: dict[str, float]) -> None:
+    with pytest.raises(ConfigError):
+        create_model(name, **bad)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_wrong_frame_size_is_a_config_error(name: str) -> None:
+    model = build(name)
+    with pytest.raises(ConfigError, match="built for"):
+        model(torch.zeros(1, 2, 1, SIZE + 2, SIZE + 2), 1)
+
+
+def test_teacher_of_wrong_length_is_rejected() -> None:
+    model = build("convlstm")
+    x = frames(t=T_IN + 1)
+    with pytest.raises(ConfigError, match="teacher"):
+        model(x[:, :T_IN], 3, teacher=x[:, T_IN:], teacher_prob=0.5)
+
+
+def test_list_models_rows() -> None:
+    rows = list_models()
+    assert [r["name"] for r in rows] == NAMES
+    for r in rows:
+        assert set(r) == {"name", "params", "description"}
+        assert type(r["params"]) is int
+        assert r["description"]
+        assert "\n" not in r["description"]
+    assert {r["name"]: r["params"] for r in rows}["persistence"] == 0
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", NAMES)
+def test_gpu_matches_cpu(name: str) -> None:
+    model = build(name)
+    x = frames()
+    cpu = model(x, N_OUT)
+    gpu = model.cuda()(x.cuda(), N_OUT).cpu()
+    torch.testing.assert_close(gpu, cpu, rtol=1e-3, atol=1e-4)
