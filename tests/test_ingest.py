@@ -103,10 +103,13 @@ def test_mixed_products_are_an_error(sample_dir: Path, tmp_path: Path) -> None:
     assert "RY" in str(exc.value)
     assert "RW" in str(exc.value)
     assert not (tmp_path / "s.zarr").exists()
-    report = ingest("dwd", [sample_dir / "dwd"], tmp_path / "s.zarr", product="rw", workers=1)
+    # two RW files on different grids (binary 900x900, ODIM 1200x1100) are a mix too
+    with pytest.raises(DataError, match=r"RW 900x900 every 60 min.*RW 1200x1100"):
+        ingest("dwd", [sample_dir / "dwd"], tmp_path / "s.zarr", product="rw", workers=1)
+    report = ingest("dwd", [sample_dir / "dwd"], tmp_path / "s.zarr", product="rx", workers=1)
     assert report.written == 1
-    assert report.product == "RW"
-    with pytest.raises(DataError, match="holds RW"):
+    assert report.product == "RX"
+    with pytest.raises(DataError, match="holds RX"):
         ingest("dwd", [sample_dir / "dwd" / "ry_20200101_seq13"], tmp_path / "s.zarr", workers=1)
 
 

@@ -9,7 +9,10 @@ by magic bytes, not by name), or members of tar archives; bytes after the payloa
 
 DWD's ASCII variant (ESRI-grid header ``ncols … NODATA_value``, rows north to south, integer
 values in 0.1 mm when NODATA_value is −1, product and time only in the file name
-``RW_20221018-0050.asc``) is read too.
+``RW_20221018-0050.asc``) is read too, and so are DWD's ODIM-HDF5 composites
+(``raa01-rw_10000-latest-dwd---bin.hdf5``: ``dataset1/data1`` with gain, offset, nodata and
+undetect; product from ``dataset1/what/prodname``, interval from its start and end times; rows
+north to south; ACRR depths, RATE rates or DBZH reflectivities).
 
 Decisions (see the module-level tables below):
 
@@ -29,6 +32,7 @@ import bz2
 import calendar
 import functools
 import hashlib
+import io
 import re
 import tarfile
 import zlib
@@ -362,6 +366,8 @@ class DwdReader(Reader):
     def _scan_bytes(self, item: Item, head: bytes) -> Scanned:
         if head[:5] == b"ncols":
             return Scanned(item, AsciiGrid(head, item.name).info)
+        if head[:8] == HDF5_MAGIC:
+            return Scanned(item, OdimComposite(self._bytes(item), item.name).info)
         d = RadolanDecode(parse_header(head, item.name), item.name)
         return Scanned(item, _info(item.name, d))
 
@@ -401,7 +407,7 @@ class DwdReader(Reader):
     ) -> tuple[FrameInfo, np.ndarray, np.ndarray, list[str]]:
         """Decode straight to store pixels with a fused numba kernel (same result as `read`)."""
         data = self._bytes(item)
-        if data[:5] == b"ncols":
+        if data[:5] == b"ncols" or data[:8] == HDF5_MAGIC:
             return super().read_pixels(item, zr)
         header = parse_header(data, item.name)
         d = RadolanDecode(header, item.name)
@@ -443,6 +449,119 @@ def _payload(data: bytes, header: Header, d: RadolanDecode, name: str) -> memory
 def _info(name: str, d: RadolanDecode) -> FrameInfo:
     quantity: Quantity = "reflectivity" if d.single_byte else "rain_rate"
     return FrameInfo(name, d.time, d.product, d.grid, 60 * d.interval_min, quantity, d.lead_min)
+
+
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+_ODIM_QUANTITIES: dict[str, Quantity] = {
+    "ACRR": "rain_rate",  # depth (mm) over the product interval
+    "RATE": "rain_rate",  # mm/h
+    "DBZH": "reflectivity",
+    "TH": "reflectivity",
+}
+
+
+class OdimComposite:
+    """A DWD composite in ODIM-HDF5 (first dataset, first data), read with h5py."""
+
+    def __init__(self, data: bytes, name: str) -> None:
+        try:
+            import h5py
+        except ImportError:  # pragma: no cover - h5py is a dependency
+            raise _bad(name, "ODIM-HDF5 needs h5py: pip install h5py") from None
+        self.name = name
+        try:
+            with h5py.File(io.BytesIO(data), "r") as f:
+                what = f["dataset1/what"].attrs
+                dwhat = f["dataset1/data1/what"].attrs
+                where = f["where"].attrs
+                quantity = _text(dwhat["quantity"])
+                product = _text(what.get("prodname", b"")) or _text(f["what"].attrs["object"])
+                start = _odim_time(what["startdate"], what["starttime"])
+                end = _odim_time(what["enddate"], what["endtime"])
+                self.gain = float(dwhat.get("gain", 1.0))
+                self.offset = float(dwhat.get("offset", 0.0))
+                self.nodata = float(dwhat["nodata"])
+                self.undetect = float(dwhat.get("undetect", self.nodata))
+                rows, cols = (int(n) for n in f["dataset1/data1/data"].shape)
+                cell = float(where.get("xscale", 0.0))
+                projdef = _text(where.get("projdef", b""))
+                self.dtype = f["dataset1/data1/data"].dtype  # the array is read by decode()
+        except (OSError, KeyError, ValueError, TypeError) as exc:
+            raise _bad(name, f"not a readable ODIM-HDF5 composite ({exc})") from None
+        if quantity not in _ODIM_QUANTITIES:
+            raise _bad(name, f"unsupported ODIM quantity {quantity!r}")
+        if self.dtype.kind not in "ui" or self.dtype.itemsize > 2:
+            raise _bad(name, f"unsupported ODIM data type {self.dtype}")
+        interval_min = (end - start) // 60
+        if quantity == "ACRR" and interval_min <= 0:
+            raise _bad(name, f"accumulation interval {end - start} s is not positive")
+        self.quantity = quantity
+        self.interval_min = max(interval_min, 1)
+        # ODIM rows run north to south; DWD's grids put the upper-left cell centre at the false
+        # origin (x_0, y_0 in projdef). Stored without the false origin, like the binary grids.
+        x0, y0 = (_proj_param(projdef, k) for k in ("x_0", "y_0"))
+        plain_proj = re.sub(r"\s*\+[xy]_0=\S+", "", projdef).strip()
+        grid = Grid(
+            _GRIDS_WGS84.get((rows, cols), (f"RADOLAN {rows}x{cols}",))[0],
+            rows,
+            cols,
+            cell,
+            plain_proj,
+            -x0 - cell / 2 if cell else None,
+            -y0 - (rows - 0.5) * cell if cell else None,
+        )
+        self.info = FrameInfo(
+            name, end, product, grid, 60 * self.interval_min, _ODIM_QUANTITIES[quantity]
+        )
+        self.data = data
+
+    def decode(self) -> Frame:
+        """Read the data array into a quantized frame."""
+        import h5py
+
+        try:
+            with h5py.File(io.BytesIO(self.data), "r") as f:
+                raw = np.asarray(f["dataset1/data1/data"][()])
+        except (OSError, KeyError, ValueError, TypeError) as exc:
+            raise _bad(self.name, f"not a readable ODIM-HDF5 composite ({exc})") from None
+        if raw.shape != self.info.grid.shape:
+            raise _bad(self.name, f"data shape {raw.shape} differs from {self.info.grid.shape}")
+        codes = raw.astype(np.int64)
+        valid = codes != self.nodata
+        if np.any(codes < 0):
+            raise _bad(self.name, "negative ODIM codes are not supported")
+        codes = np.where(valid, codes, 0)
+        top = int(codes.max(initial=0))
+        table = np.arange(top + 1, dtype=np.float64) * self.gain + self.offset
+        if self.undetect != self.nodata and 0 <= self.undetect <= top:
+            table[int(self.undetect)] = 0.0 if self.quantity in ("ACRR", "RATE") else -32.5
+        if self.quantity == "ACRR":
+            table = table * 60.0 / self.interval_min
+        return Frame(self.info, codes.astype(np.uint16), table, valid)
+
+
+def _text(value: object) -> str:
+    if isinstance(value, np.ndarray):
+        value = value.flat[0] if value.size else b""
+    if isinstance(value, bytes | np.bytes_):
+        return bytes(value).decode("latin-1").strip()
+    return str(value).strip()
+
+
+def _proj_param(projdef: str, key: str) -> float:
+    m = re.search(rf"\+{key}=(\S+)", projdef)
+    try:
+        return float(m.group(1)) if m else 0.0
+    except ValueError:
+        return 0.0
+
+
+def _odim_time(date: object, clock: object) -> int:
+    d, t = _text(date), _text(clock)
+    if not (re.fullmatch(r"\d{8}", d) and re.fullmatch(r"\d{6}", t)):
+        raise ValueError(f"ODIM date/time {d!r} {t!r}")
+    y, mo, dd, h, mi = time_struct(d + t[:4])[:5]
+    return calendar.timegm((y, mo, dd, h, mi, int(t[4:])))
 
 
 class AsciiGrid:
@@ -521,6 +640,8 @@ def decode(data: bytes, name: str) -> Frame:
     """Decode decompressed RADOLAN bytes into a `Frame` (see the module docstring)."""
     if data[:5] == b"ncols":
         return AsciiGrid(data, name).decode(data)
+    if data[:8] == HDF5_MAGIC:
+        return OdimComposite(data, name).decode()
     header = parse_header(data, name)
     d = RadolanDecode(header, name)
     payload = _payload(data, header, d, name)

@@ -16,7 +16,7 @@ import pytest
 from nowcast_cli import encoding
 from nowcast_cli.io import create_reader
 from nowcast_cli.io.base import BadFileError, Failure, Frame, Scanned
-from nowcast_cli.io.dwd import UNSUPPORTED, decode, parse_header
+from nowcast_cli.io.dwd import HDF5_MAGIC, UNSUPPORTED, decode, parse_header
 
 wradlib_io = pytest.importorskip("wradlib.io")
 
@@ -65,13 +65,17 @@ def _shared_sources(root: Path):
 
 def test_every_shared_file_matches_wradlib(shared_dwd: Path, tmp_path: Path) -> None:
     reader = create_reader("dwd")
-    compared = unsupported = ascii_checked = 0
+    compared = unsupported = ascii_checked = odim_checked = 0
     for label, raw in _shared_sources(shared_dwd):
         plain = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
         plain = bz2.decompress(plain) if plain[:3] == b"BZh" else plain
         if plain[:5] == b"ncols":
             _check_ascii(label, plain)
             ascii_checked += 1
+            continue
+        if plain[:8] == HDF5_MAGIC:
+            _check_odim(label, plain, tmp_path)
+            odim_checked += 1
             continue
         try:
             ref, attrs = _wradlib_read(io.BytesIO(plain))
@@ -106,6 +110,31 @@ def test_every_shared_file_matches_wradlib(shared_dwd: Path, tmp_path: Path) -> 
     assert compared >= 60  # every staged grid file incl. the 25 RV tar members
     assert unsupported == 2  # FZ (undocumented scale) and %M (percent of normal)
     assert ascii_checked == 24  # RW-20221018.tar.gz
+    assert odim_checked == 1  # raa01-rw_10000-latest-dwd---bin.hdf5
+
+
+def _check_odim(label: str, plain: bytes, tmp_path: Path) -> None:
+    """DWD's ODIM-HDF5 composites against wradlib's xarray reader (values, mask, grid, time)."""
+    path = tmp_path / "odim.hdf5"
+    path.write_bytes(plain)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = wradlib_io.open_radolan_dataset(str(path))
+    ref = ds["ACRR"].values  # mm per hour (RW), NaN = no data, rows north → south
+    reader = create_reader("dwd")
+    (scanned,) = reader.scan(path, tmp_path)
+    assert isinstance(scanned, Scanned), label
+    frame = reader.read(scanned.item)
+    assert frame.info.product == "RW"
+    assert frame.info.interval_s == 3600
+    assert frame.info.time == int(ds.time.values[0].astype("datetime64[s]").astype(int))
+    assert np.array_equal(frame.valid, ~np.isnan(ref))
+    pix = encoding.encode_table(frame.table, frame.info.quantity, *ZR)[frame.codes]
+    rate = np.where(np.isnan(ref), -9999, ref)
+    ref_pix, _ = _reference_pixels(rate, {"producttype": "RW", "intervalseconds": 3600})
+    assert np.abs(pix.astype(int) - ref_pix[::-1].astype(int)).max() <= 1
+    assert np.allclose(scanned.info.grid.x_centres(), ds.x.values, atol=0.01)
+    assert np.allclose(scanned.info.grid.y_centres(), ds.y.values, atol=0.01)
 
 
 def _check_ascii(label: str, plain: bytes) -> None:

@@ -23,7 +23,8 @@ def _seeds() -> list[bytes]:
     rx = (SAMPLE / "misc" / "raa01-rx_10000-1408102050-dwd---bin.gz").read_bytes()
     rybz = sorted((SAMPLE / "ry_20251116_seq5_bz2").iterdir())[0].read_bytes()
     plain = gzip.decompress(ry)
-    return [ry, rx, rybz, plain, gzip.decompress(rx), bz2.decompress(rybz)[:4000]]
+    odim = (SAMPLE / "misc" / "raa01-rw_10000-latest-dwd---bin.hdf5").read_bytes()
+    return [ry, rx, rybz, plain, gzip.decompress(rx), bz2.decompress(rybz)[:4000], odim]
 
 
 SEEDS = _seeds()
