@@ -33,7 +33,7 @@ import numpy as np
 from nowcast_cli import __version__
 from nowcast_cli.errors import ConfigError, DataError, StoreError
 from nowcast_cli.io import READERS, create_reader
-from nowcast_cli.io.base import Failure, FrameInfo, Item, Reader, Scanned
+from nowcast_cli.io.base import BadFileError, Failure, FrameInfo, Item, Reader, Scanned
 from nowcast_cli.resample import Coarsener
 from nowcast_cli.store import DEFAULT_DIR, FULL_CHUNK_T, Gap, Store, find_gaps, iso
 
@@ -365,8 +365,6 @@ def _decode_one(
     Failure
     | tuple[int, np.ndarray, np.ndarray, dict[int, tuple[np.ndarray, np.ndarray]], list[Failure]]
 ):
-    from nowcast_cli.io.base import BadFileError
-
     try:
         _, pix, valid, notes = reader.read_pixels(item, zr)
     except BadFileError as exc:

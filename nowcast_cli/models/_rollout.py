@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from abc import ABC, abstractmethod
 from typing import Any
 
 import torch
@@ -29,7 +30,7 @@ def check_config(cfg: Any) -> None:
         raise ConfigError(f"kernel must be odd, got {kernel}")
 
 
-class Nowcaster(nn.Module):
+class Nowcaster(nn.Module, ABC):
     """Base class: one model step per frame, `forward` rolls it out over a sequence.
 
     Subclasses set ``self.config`` (with ``channels`` and ``size``) and implement
@@ -38,13 +39,13 @@ class Nowcaster(nn.Module):
 
     config: Any
 
+    @abstractmethod
     def init_state(self, x: Tensor) -> Any:
         """Zero state for a batch shaped like `x` (B, T, C, H, W)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def step(self, frame: Tensor, state: Any) -> tuple[Tensor, Any]:
         """Map the frame at t (B, C, H, W) and the state to the frame at t + 1 and new state."""
-        raise NotImplementedError
 
     def forward(
         self,
