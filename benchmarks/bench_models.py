@@ -48,8 +48,10 @@ from torch import Tensor, nn
 from nowcast_cli.losses import build_loss
 from nowcast_cli.models import MODELS, count_parameters, create_model
 from nowcast_cli.models._rollout import Nowcaster
+from nowcast_cli.models._winograd import conv_algorithm
 
 RESULTS = Path(__file__).resolve().parent / "results"
+DIRECT = "-direct"  # model-name suffix: our cells with direct instead of Winograd convolutions
 # the paper's Table II "Memory" column (A100, batch 4, 10 + 10 frames, 120×120)
 PAPER_MEMORY_GB = {
     "convlstm": 7.77,
@@ -109,6 +111,7 @@ def build(name: str, args: argparse.Namespace) -> nn.Module:
     size = {"layers": args.layers, "hidden": args.hidden, "size": args.size}
     if name == "naive-convlstm":
         return NaiveConvLSTM(kernel=3, **size)
+    name = name.removesuffix(DIRECT)
     fields = {f.name for f in dataclasses.fields(MODELS.get(name).config_class)}
     return create_model(name, **{k: v for k, v in size.items() if k in fields})
 
@@ -143,21 +146,31 @@ def sync(device: torch.device) -> None:
 
 
 def make_step(
-    model: nn.Module, loss_name: str, x: Tensor, args: argparse.Namespace
+    model: nn.Module,
+    loss_name: str,
+    x: Tensor,
+    args: argparse.Namespace,
+    algorithm: str = "auto",
 ) -> Callable[[], float]:
-    """One training step: rollout with scheduled sampling, loss, backward, Adam."""
+    """One training step: rollout with scheduled sampling, loss, backward, Adam.
+
+    `algorithm` is the 3×3 convolution algorithm of our cells (`conv_algorithm`).
+    """
     loss_fn = build_loss(loss_name)
     opt = torch.optim.Adam(model.parameters(), lr=5e-4) if count_parameters(model) else None
     gen = torch.Generator(device=x.device).manual_seed(0)
     m = args.in_frames
 
     def step() -> float:
-        out = model(x[:, :m], args.out_frames, teacher=x[:, m:], teacher_prob=0.5, generator=gen)
-        loss = loss_fn(out, x[:, 1:])
-        if opt is not None:
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        with conv_algorithm(algorithm):
+            out = model(
+                x[:, :m], args.out_frames, teacher=x[:, m:], teacher_prob=0.5, generator=gen
+            )
+            loss = loss_fn(out, x[:, 1:])
+            if opt is not None:
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
         return float(loss.detach())
 
     return step
@@ -256,6 +269,12 @@ def markdown(report: dict[str, Any]) -> str:
             "",
             f"ConvLSTM speed-up over the naive cell: **{report['speedup_vs_naive']:.2f}×**",
         ]
+    if "speedup_direct_vs_naive" in report:
+        lines += [
+            "",
+            "The same ConvLSTM with direct (not Winograd) convolutions, over the naive cell: "
+            f"{report['speedup_direct_vs_naive']:.2f}×",
+        ]
     ffl = report.get("ffl")
     if ffl:
         c = ffl["config"]
@@ -329,7 +348,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     models = {n: prepare(build(n, args)) for n in names}
     print(f"models at batch {args.batch}, {args.size}², {args.layers}×{args.hidden}", flush=True)
     res = round_robin(
-        {n: make_step(m, args.loss, x, args) for n, m in models.items()},
+        {
+            n: make_step(m, args.loss, x, args, "direct" if n.endswith(DIRECT) else "auto")
+            for n, m in models.items()
+        },
         args.repeats,
         args.warmup,
         device,
@@ -396,12 +418,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     if "convlstm" in res and "naive-convlstm" in res:
         report["speedup_vs_naive"] = res["naive-convlstm"]["median_s"] / res["convlstm"]["median_s"]
+    if "convlstm" + DIRECT in res and "naive-convlstm" in res:
+        report["speedup_direct_vs_naive"] = (
+            res["naive-convlstm"]["median_s"] / res["convlstm" + DIRECT]["median_s"]
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     args.out.with_suffix(".md").write_text(markdown(report))
     print(json.dumps({k: report[k] for k in ("models", "ffl") if k in report}, indent=1))
     if "speedup_vs_naive" in report:
         print(f"convlstm speed-up over the naive cell: {report['speedup_vs_naive']:.2f}×")
+    if "speedup_direct_vs_naive" in report:
+        print(f"convlstm-direct over the naive cell: {report['speedup_direct_vs_naive']:.2f}×")
     return report
 
 

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nowcast_cli.models._winograd import SameConv2d, conv_same
+
 
 def make_grid(height: int, width: int) -> tuple[Tensor, Tensor]:
     """Identity sampling grid (H, W, 2) in [-1, 1] and the pixel→grid scale (2,).
@@ -57,11 +59,10 @@ class SpatioTemporalLSTMCell(nn.Module):
     def __init__(self, hidden: int, kernel: int) -> None:
         super().__init__()
         self.hidden = hidden
-        self.pad = kernel // 2
         hid = hidden
-        self.conv_xh = nn.Conv2d(2 * hid, 4 * hid, kernel, padding=self.pad)  # i, g, o, f
-        self.conv_xm = nn.Conv2d(2 * hid, 3 * hid, kernel, padding=self.pad)  # i', f', g'
-        self.conv_o = nn.Conv2d(2 * hid, hid, kernel, padding=self.pad)  # W_co*c' + W_mo*m'
+        self.conv_xh = SameConv2d(2 * hid, 4 * hid, kernel)  # i, g, o, f
+        self.conv_xm = SameConv2d(2 * hid, 3 * hid, kernel)  # i', f', g'
+        self.conv_o = SameConv2d(2 * hid, hid, kernel)  # W_co*c' + W_mo*m'
         self.conv_last = nn.Conv2d(2 * hid, hid, 1)  # 1×1 over [c', m']
 
     def main_gates(self, x: Tensor, h: Tensor, n_gates: int = 4) -> Tensor:
@@ -70,17 +71,12 @@ class SpatioTemporalLSTMCell(nn.Module):
         bias = self.conv_xh.bias
         assert bias is not None  # built with bias=True
         # slicing the weight's leading rows is a view: no copy, and unused gates are not computed
-        return F.conv2d(
-            torch.cat([x, h], 1),  # (B, 2·hid, H, W)
-            self.conv_xh.weight[:rows],
-            bias[:rows],
-            padding=self.pad,
-        )
+        return conv_same([x, h], self.conv_xh.weight[:rows], bias[:rows])  # W * [x, h]
 
     def memory(self, x: Tensor, m: Tensor) -> Tensor:
         """Spatiotemporal memory update M' = f'⊙M + i'⊙g'."""
         hid = self.hidden
-        if_m, g_m = self.conv_xm(torch.cat([x, m], 1)).split([2 * hid, hid], 1)
+        if_m, g_m = self.conv_xm([x, m]).split([2 * hid, hid], 1)
         i_m, f_m = torch.sigmoid(if_m).chunk(2, 1)
         return torch.addcmul(f_m * m, i_m, torch.tanh(g_m))
 
@@ -116,11 +112,11 @@ class MIMCell(SpatioTemporalLSTMCell):
 
     def __init__(self, hidden: int, kernel: int) -> None:
         super().__init__(hidden, kernel)
-        hid, pad = hidden, self.pad
-        self.conv_n = nn.Conv2d(2 * hid, 3 * hid, kernel, padding=pad)  # MIM-N i, f, g on [δ, n]
-        self.conv_no = nn.Conv2d(2 * hid, hid, kernel, padding=pad)  # MIM-N output gate on [δ, n']
-        self.conv_s = nn.Conv2d(2 * hid, 4 * hid, kernel, padding=pad)  # MIM-S i, f, g, o on [D, c]
-        self.conv_so = nn.Conv2d(hid, hid, kernel, padding=pad)  # MIM-S output gate on s'
+        hid = hidden
+        self.conv_n = SameConv2d(2 * hid, 3 * hid, kernel)  # MIM-N i, f, g on [δ, n]
+        self.conv_no = SameConv2d(2 * hid, hid, kernel)  # MIM-N output gate on [δ, n']
+        self.conv_s = SameConv2d(2 * hid, 4 * hid, kernel)  # MIM-S i, f, g, o on [D, c]
+        self.conv_so = SameConv2d(hid, hid, kernel)  # MIM-S output gate on s'
 
     def forward_mim(
         self,
@@ -135,13 +131,13 @@ class MIMCell(SpatioTemporalLSTMCell):
         """One step; returns (h', c', n', s', m', o) with o the output gate."""
         hid = self.hidden
         delta = x - x_prev
-        if_n, g_n = self.conv_n(torch.cat([delta, n], 1)).split([2 * hid, hid], 1)
+        if_n, g_n = self.conv_n([delta, n]).split([2 * hid, hid], 1)
         i_n, f_n = torch.sigmoid(if_n).chunk(2, 1)
         n_new = torch.addcmul(f_n * n, i_n, torch.tanh(g_n))
-        o_n = torch.sigmoid(self.conv_no(torch.cat([delta, n_new], 1)))
+        o_n = torch.sigmoid(self.conv_no([delta, n_new]))
         d = o_n * torch.tanh(n_new)
 
-        if_s, g_s, o_s = self.conv_s(torch.cat([d, c], 1)).split([2 * hid, hid, hid], 1)
+        if_s, g_s, o_s = self.conv_s([d, c]).split([2 * hid, hid, hid], 1)
         i_s, f_s = torch.sigmoid(if_s).chunk(2, 1)
         s_new = torch.addcmul(f_s * s, i_s, torch.tanh(g_s))
         t = torch.sigmoid(o_s + self.conv_so(s_new)) * torch.tanh(s_new)

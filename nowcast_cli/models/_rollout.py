@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from nowcast_cli.errors import ConfigError
+from nowcast_cli.models._winograd import filter_cache
 
 
 def check_config(cfg: Any) -> None:
@@ -116,14 +117,15 @@ def rollout(
     state = model.init_state(x)
     outputs: list[Tensor] = []
     frame = x[:, 0]
-    for s in range(t_in + n_future):
-        if s < t_in:
-            frame = x[:, s]
-        elif mask is not None and teacher is not None:
-            use_true = mask[:, s - t_in].view(b, 1, 1, 1)  # (B, 1, 1, 1) broadcasts over C, H, W
-            frame = torch.where(use_true, teacher[:, s - t_in], outputs[-1])
-        else:
-            frame = outputs[-1]
-        pred, state = model.step(frame, state)
-        outputs.append(pred)
+    with filter_cache():  # every step reuses the same weights: transform them once
+        for s in range(t_in + n_future):
+            if s < t_in:
+                frame = x[:, s]
+            elif mask is not None and teacher is not None:
+                use_true = mask[:, s - t_in].view(b, 1, 1, 1)  # (B, 1, 1, 1): over C, H, W
+                frame = torch.where(use_true, teacher[:, s - t_in], outputs[-1])
+            else:
+                frame = outputs[-1]
+            pred, state = model.step(frame, state)
+            outputs.append(pred)
     return torch.stack(outputs, dim=1)  # (B, m + n − 1, C, H, W)

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from nowcast_cli.models import MODELS
 from nowcast_cli.models._rollout import Nowcaster, check_config
+from nowcast_cli.models._winograd import SameConv2d
 
 
 @dataclass(frozen=True)
@@ -33,13 +34,13 @@ class ConvLSTMCell(nn.Module):
         super().__init__()
         self.hidden = hidden
         # one conv for all gates; the authors' W_x*x + W_h*h has one more bias, same function
-        self.conv = nn.Conv2d(2 * hidden, 4 * hidden, kernel, padding=kernel // 2)
+        self.conv = SameConv2d(2 * hidden, 4 * hidden, kernel)
 
     def forward(self, x: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
         """One step; returns (h', c')."""
         hid = self.hidden
         # split (not slicing): its backward is one cat, slicing's is zeros + copy per slice
-        ifo, g = self.conv(torch.cat([x, h], 1)).split([3 * hid, hid], 1)  # (B, 3·hid | hid, …)
+        ifo, g = self.conv([x, h]).split([3 * hid, hid], 1)  # (B, 3·hid | hid, …)
         i, f, o = torch.sigmoid(ifo).chunk(3, 1)
         c_new = torch.addcmul(f * c, i, torch.tanh(g))  # f⊙c + i⊙g in one pass
         return o * torch.tanh(c_new), c_new

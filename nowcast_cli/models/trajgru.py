@@ -13,6 +13,7 @@ from nowcast_cli.errors import ConfigError
 from nowcast_cli.models import MODELS
 from nowcast_cli.models._cells import make_grid, warp
 from nowcast_cli.models._rollout import Nowcaster, check_config
+from nowcast_cli.models._winograd import SameConv2d
 
 
 @dataclass(frozen=True)
@@ -41,17 +42,17 @@ class TrajGRUCell(nn.Module):
         super().__init__()
         hid, fk = cfg.hidden, cfg.flow_kernel
         self.hidden, self.links = hid, cfg.links
-        self.i2h = nn.Conv2d(hid, 3 * hid, cfg.kernel, padding=cfg.kernel // 2)  # r, u, h̃ from x
+        self.i2h = SameConv2d(hid, 3 * hid, cfg.kernel)  # r, u, h̃ from x
         # flow subnetwork: one conv over [x, h] (the authors sum an x- and an h-conv)
-        self.flow_in = nn.Conv2d(2 * hid, cfg.flow_hidden, fk, padding=fk // 2)
-        self.flow_out = nn.Conv2d(cfg.flow_hidden, 2 * cfg.links, fk, padding=fk // 2)
+        self.flow_in = SameConv2d(2 * hid, cfg.flow_hidden, fk)
+        self.flow_out = SameConv2d(cfg.flow_hidden, 2 * cfg.links, fk)
         self.h2h = nn.Conv2d(hid * cfg.links, 3 * hid, 1)  # r, u, h̃ from the L warped states
 
     def forward(self, x: Tensor, h: Tensor, grid: Tensor, scale: Tensor) -> Tensor:
         """One step; returns h'."""
         b, hid, height, width = h.shape
         xr = self.i2h(x)  # (B, 3·hid, H, W)
-        f = F.leaky_relu(self.flow_in(torch.cat([x, h], 1)), 0.2)
+        f = F.leaky_relu(self.flow_in([x, h]), 0.2)
         flows = self.flow_out(f).view(b, self.links, 2, height, width)  # (B, L, 2, H, W)
         # the state at each pixel is gathered from pixel − flow (the authors' warp(h, −flow))
         warped = warp(h, -flows, grid, scale)  # (B, hid, L, H, W)

@@ -1,0 +1,161 @@
+"""Winograd 3×3 convolution, checked against torch's direct convolution and the matrices."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nowcast_cli.errors import ConfigError
+from nowcast_cli.models import _winograd as wg
+from nowcast_cli.models import create_model
+
+
+def test_written_out_transforms_match_the_matrices() -> None:
+    rng = np.random.default_rng(0)
+    d, m, g = rng.normal(size=6), rng.normal(size=6), rng.normal(size=4)
+    np.testing.assert_allclose(wg._bt(*d), wg._BT @ d, rtol=1e-12)
+    np.testing.assert_allclose(wg._b(*m), wg._BT.T @ m, rtol=1e-12)
+    np.testing.assert_allclose(wg._at(*m), wg._AT @ m, rtol=1e-12)
+    np.testing.assert_allclose(wg._a(*g), wg._AT.T @ g, rtol=1e-12)
+
+
+def test_matrices_compute_a_1d_correlation() -> None:
+    """F(4, 3): Aᵀ[(G g) ⊙ (Bᵀ d)] is the 'valid' correlation of 6 samples with 3 taps."""
+    rng = np.random.default_rng(1)
+    d, g = rng.normal(size=6), rng.normal(size=3)
+    expected = np.correlate(d, g, mode="valid")  # 4 outputs
+    np.testing.assert_allclose(wg._AT @ ((wg._G @ g) * (wg._BT @ d)), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("batch", "channels", "out", "height", "width"),
+    [(1, 1, 1, 1, 1), (2, 3, 5, 4, 4), (1, 2, 3, 5, 7), (3, 4, 2, 13, 9), (1, 7, 8, 12, 3)],
+)
+@pytest.mark.parametrize("bias", [True, False])
+def test_values_and_gradients_equal_direct_convolution(
+    batch: int, channels: int, out: int, height: int, width: int, bias: bool
+) -> None:
+    torch.manual_seed(height * width + channels)
+    kw = {"dtype": torch.float64, "requires_grad": True}
+    x = torch.randn(batch, channels, height, width, **kw)
+    w = torch.randn(out, channels, 3, 3, **kw)
+    b = torch.randn(out, **kw) if bias else None
+    inputs = [t for t in (x, w, b) if t is not None]
+    ref = F.conv2d(x, w, b, padding=1)
+    got = wg.conv_same(x, w, b)
+    grad = torch.randn_like(ref)
+    torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-10)
+    for g_got, g_ref in zip(
+        torch.autograd.grad(got, inputs, grad),
+        torch.autograd.grad(ref, inputs, grad),
+        strict=True,
+    ):
+        torch.testing.assert_close(g_got, g_ref, rtol=1e-10, atol=1e-10)
+
+
+def test_several_inputs_are_convolved_as_their_concatenation() -> None:
+    torch.manual_seed(3)
+    kw = {"dtype": torch.float64, "requires_grad": True}
+    a, b = torch.randn(2, 3, 9, 10, **kw), torch.randn(2, 5, 9, 10, **kw)
+    w = torch.randn(4, 8, 3, 3, **kw)
+    ref = F.conv2d(torch.cat([a, b], 1), w, padding=1)
+    got = wg.conv_same([a, b], w)
+    torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-10)
+    grad = torch.randn_like(ref)
+    for g_got, g_ref in zip(
+        torch.autograd.grad(got, (a, b, w), grad),
+        torch.autograd.grad(ref, (a, b, w), grad),
+        strict=True,
+    ):
+        torch.testing.assert_close(g_got, g_ref, rtol=1e-10, atol=1e-10)
+
+
+def test_float32_error_is_small_at_the_paper_width() -> None:
+    """F(4, 3) loses about 3 bits against a direct float32 convolution (~1e-5 vs ~1e-6)."""
+    torch.manual_seed(4)
+    x = torch.randn(1, 128, 24, 24)
+    w = torch.randn(256, 128, 3, 3) * (2 / (128 * 9)) ** 0.5
+    ref = F.conv2d(x.double(), w.double(), padding=1)
+    err = (wg.conv_same(x, w).double() - ref).abs().max() / ref.abs().max()
+    direct_err = (F.conv2d(x, w, padding=1).double() - ref).abs().max() / ref.abs().max()
+    assert err < 3e-5, f"relative error {err:.2e} (direct float32: {direct_err:.2e})"
+
+
+def test_interleaved_calls_of_other_shapes_do_not_disturb_the_backward() -> None:
+    """The scratch buffers are shared: a later forward must not corrupt an earlier backward."""
+    torch.manual_seed(5)
+    kw = {"dtype": torch.float64, "requires_grad": True}
+    x1, w1 = torch.randn(2, 3, 8, 8, **kw), torch.randn(4, 3, 3, 3, **kw)
+    x2, w2 = torch.randn(1, 6, 11, 5, **kw), torch.randn(2, 6, 3, 3, **kw)
+    inputs = (x1, w1, x2, w2)
+    got = wg.conv_same(x1, w1).square().sum() + wg.conv_same(x2, w2).square().sum()
+    ref = F.conv2d(x1, w1, padding=1).square().sum() + F.conv2d(x2, w2, padding=1).square().sum()
+    for g_got, g_ref in zip(
+        torch.autograd.grad(got, inputs), torch.autograd.grad(ref, inputs), strict=True
+    ):
+        torch.testing.assert_close(g_got, g_ref, rtol=1e-10, atol=1e-10)
+
+
+def test_direct_algorithm_and_other_kernels_call_torch() -> None:
+    torch.manual_seed(6)
+    x, w3, w5 = torch.randn(1, 2, 6, 6), torch.randn(3, 2, 3, 3), torch.randn(3, 2, 5, 5)
+    with wg.conv_algorithm("direct"):
+        assert not wg.use_winograd(x, w3)
+        assert torch.equal(wg.conv_same(x, w3), F.conv2d(x, w3, padding=1))
+    assert wg.use_winograd(x, w3)
+    assert not wg.use_winograd(x, w5)
+    assert torch.equal(wg.conv_same(x, w5), F.conv2d(x, w5, padding=2))
+    assert not wg.use_winograd(x.half(), w3.half())
+
+
+def test_unknown_algorithm_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match="'fast'"), wg.conv_algorithm("fast"):
+        pass
+    monkeypatch.setattr(wg, "_algorithm", ["winograd"])  # as if NOWCAST_CONV=winograd
+    with pytest.raises(ConfigError, match="NOWCAST_CONV"):
+        wg.conv_same(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 3, 3))
+
+
+def test_filter_cache_transforms_once_per_weight_version() -> None:
+    w = torch.randn(4, 2, 3, 3, requires_grad=True)
+    assert wg.transform_filter(w) is not wg.transform_filter(w)  # no cache outside the block
+    with wg.filter_cache():
+        first = wg.transform_filter(w)
+        assert wg.transform_filter(w) is first
+        assert wg.transform_filter(w[:2]) is not first  # a view of other geometry: own entry
+        assert wg.transform_filter(w[:2]) is wg.transform_filter(w[:2])
+        with torch.no_grad():
+            w.add_(1.0)  # an optimizer step inside the block
+        assert wg.transform_filter(w) is not first
+        torch.testing.assert_close(wg.transform_filter(w), wg.transform_filter(w.detach().clone()))
+
+
+def test_same_conv_needs_an_odd_kernel() -> None:
+    with pytest.raises(ValueError, match="odd kernel"):
+        wg.SameConv2d(2, 2, 4)
+
+
+@pytest.mark.parametrize("name", ["convlstm", "trajgru", "predrnn", "mim", "motionrnn"])
+def test_model_rollout_and_gradients_equal_the_direct_algorithm(name: str) -> None:
+    """Whole models in float64: the Winograd path (with its filter cache) changes nothing."""
+    torch.manual_seed(7)
+    model = create_model(name, size=8, layers=2, hidden=4).double()
+    x = torch.rand(2, 3, 1, 8, 8, dtype=torch.float64)
+    teacher = torch.rand(2, 2, 1, 8, 8, dtype=torch.float64)
+
+    def run(algorithm: str) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        model.zero_grad(set_to_none=True)
+        gen = torch.Generator().manual_seed(0)
+        with wg.conv_algorithm(algorithm):
+            out = model(x, 3, teacher=teacher, teacher_prob=0.5, generator=gen)
+            out.square().mean().backward()
+        return out.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    out, grads = run("auto")
+    out_ref, grads_ref = run("direct")
+    torch.testing.assert_close(out, out_ref, rtol=1e-9, atol=1e-12)
+    assert len(grads) == len(grads_ref)
+    for g, g_ref in zip(grads, grads_ref, strict=True):
+        torch.testing.assert_close(g, g_ref, rtol=1e-8, atol=1e-12)
