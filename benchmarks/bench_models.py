@@ -7,7 +7,9 @@ Measures, in one process so that every figure comes from the same run:
    sampling active (teacher_prob 0.5) and the B-MSE + B-MAE loss;
 2. ``naive-convlstm``: a straightforward ConvLSTM written here, one convolution per gate and
    per input (8 per layer and step, each 64 → 64), fp32, eager, on the same rollout, to compare
-   with our ``convlstm`` (one convolution over [x, h] for all gates);
+   with our ``convlstm`` (one Winograd convolution over [x, h] for all gates on CPU) and with
+   ``convlstm-direct`` (ours with torch's direct convolution: the suffix ``-direct`` works for
+   every model);
 3. the step-time ratio FF-MSE / MSE (same model, same data, steps interleaved so that load
    from other processes hits both alike), and the loss alone, forward + backward.
 
@@ -19,9 +21,9 @@ blocks, so after the first step a step's RSS growth is about zero.
 
 The committed results (``results/models.md``) were made with (one line)::
 
-    python benchmarks/bench_models.py --models convlstm,naive-convlstm --batch 1 --warmup 1
-        --repeats 2 --ffl-model convlstm --ffl-batch 4 --ffl-size 120 --ffl-layers 1
-        --ffl-hidden 16 --ffl-repeats 15 --out benchmarks/results/models.json
+    python benchmarks/bench_models.py --models convlstm,convlstm-direct,naive-convlstm
+        --batch 4 --warmup 1 --repeats 3 --ffl-model convlstm --ffl-batch 4 --ffl-size 120
+        --ffl-layers 1 --ffl-hidden 16 --ffl-repeats 15 --out benchmarks/results/models.json
 
 The full measurement (all models at batch 4, ~30 GiB for MIM/MotionRNN) wants a bigger machine::
 
