@@ -186,23 +186,14 @@ def _scatter_in(coef: Any, th: int, tw: int, img: Any) -> None:
             for i in range(6):
                 ri = rows[i]
                 for tx in range(tw):
-                    t = t0 + tx
-                    v = _b(
-                        coef[6 * i, c, t],
-                        coef[6 * i + 1, c, t],
-                        coef[6 * i + 2, c, t],
-                        coef[6 * i + 3, c, t],
-                        coef[6 * i + 4, c, t],
-                        coef[6 * i + 5, c, t],
-                    )
+                    m = coef[6 * i : 6 * i + 6, c, t0 + tx]  # row i of the tile's 6×6
+                    v = _b(m[0], m[1], m[2], m[3], m[4], m[5])
                     for k in range(6):
                         ri[4 * tx + k] += v[k]
             y0 = 4 * ty - 1
             for x in range(width):
-                v = _b(
-                    rows[0, x + 1], rows[1, x + 1], rows[2, x + 1],
-                    rows[3, x + 1], rows[4, x + 1], rows[5, x + 1],
-                )  # fmt: skip
+                col = rows[:, x + 1]
+                v = _b(col[0], col[1], col[2], col[3], col[4], col[5])
                 for j in range(6):
                     if 0 <= y0 + j < height:
                         img[b, c, y0 + j, x] += v[j]
@@ -220,15 +211,8 @@ def _scatter_out(coef: Any, th: int, tw: int, bias: Any, img: Any) -> None:
             for i in range(6):
                 ri = rows[i]
                 for tx in range(tw):
-                    t = t0 + tx
-                    v = _at(
-                        coef[6 * i, c, t],
-                        coef[6 * i + 1, c, t],
-                        coef[6 * i + 2, c, t],
-                        coef[6 * i + 3, c, t],
-                        coef[6 * i + 4, c, t],
-                        coef[6 * i + 5, c, t],
-                    )
+                    m = coef[6 * i : 6 * i + 6, c, t0 + tx]  # row i of the tile's 6×6
+                    v = _at(m[0], m[1], m[2], m[3], m[4], m[5])
                     for k in range(4):
                         ri[4 * tx + k] = v[k]
             y0 = 4 * ty
