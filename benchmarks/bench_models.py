@@ -33,7 +33,6 @@ The full measurement (all models at batch 4, ~30 GiB for MIM/MotionRNN) wants a 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import platform
@@ -48,9 +47,8 @@ import torch
 from torch import Tensor, nn
 
 from nowcast_cli.losses import build_loss
-from nowcast_cli.models import MODELS, count_parameters, create_model
+from nowcast_cli.models import count_parameters, create_model
 from nowcast_cli.models._rollout import Nowcaster
-from nowcast_cli.models._winograd import conv_algorithm
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DIRECT = "-direct"  # model-name suffix: our cells with direct instead of Winograd convolutions
@@ -113,9 +111,10 @@ def build(name: str, args: argparse.Namespace) -> nn.Module:
     size = {"layers": args.layers, "hidden": args.hidden, "size": args.size}
     if name == "naive-convlstm":
         return NaiveConvLSTM(kernel=3, **size)
-    name = name.removesuffix(DIRECT)
-    fields = {f.name for f in dataclasses.fields(MODELS.get(name).config_class)}
-    return create_model(name, **{k: v for k, v in size.items() if k in fields})
+    model = create_model(name.removesuffix(DIRECT), **size)  # baselines ignore the sizes
+    if name.endswith(DIRECT):
+        model.set_conv_backend("direct")  # type: ignore[operator]
+    return model
 
 
 def saved_for_backward(name: str, args: argparse.Namespace) -> int:
@@ -152,27 +151,20 @@ def make_step(
     loss_name: str,
     x: Tensor,
     args: argparse.Namespace,
-    algorithm: str = "auto",
 ) -> Callable[[], float]:
-    """One training step: rollout with scheduled sampling, loss, backward, Adam.
-
-    `algorithm` is the 3×3 convolution algorithm of our cells (`conv_algorithm`).
-    """
+    """One training step: rollout with scheduled sampling, loss, backward, Adam."""
     loss_fn = build_loss(loss_name)
     opt = torch.optim.Adam(model.parameters(), lr=5e-4) if count_parameters(model) else None
     gen = torch.Generator(device=x.device).manual_seed(0)
     m = args.in_frames
 
     def step() -> float:
-        with conv_algorithm(algorithm):
-            out = model(
-                x[:, :m], args.out_frames, teacher=x[:, m:], teacher_prob=0.5, generator=gen
-            )
-            loss = loss_fn(out, x[:, 1:])
-            if opt is not None:
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+        out = model(x[:, :m], args.out_frames, teacher=x[:, m:], teacher_prob=0.5, generator=gen)
+        loss = loss_fn(out, x[:, 1:])
+        if opt is not None:
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
         return float(loss.detach())
 
     return step
@@ -350,10 +342,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     models = {n: prepare(build(n, args)) for n in names}
     print(f"models at batch {args.batch}, {args.size}², {args.layers}×{args.hidden}", flush=True)
     res = round_robin(
-        {
-            n: make_step(m, args.loss, x, args, "direct" if n.endswith(DIRECT) else "auto")
-            for n, m in models.items()
-        },
+        {n: make_step(m, args.loss, x, args) for n, m in models.items()},
         args.repeats,
         args.warmup,
         device,

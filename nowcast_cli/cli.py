@@ -339,8 +339,19 @@ def list_models_cmd(as_json: JsonOpt = False) -> None:
 
     rows = list_models()
     if not _State.as_json:
-        rows = [{**r, "params": f"{r['params'] / 1e6:.2f}M"} for r in rows]
-    _print_rows(rows, ["name", "params", "description"], "models (3 layers, 64 hidden, 120×120)")
+        rows = [
+            {
+                **r,
+                "params": f"{r['params'] / 1e6:.2f}M",
+                "paper": "—" if r["paper_params"] is None else f"{r['paper_params'] / 1e6:.2f}M",
+            }
+            for r in rows
+        ]
+    _print_rows(
+        rows,
+        ["name", "params", "paper", "description"],
+        "models at the paper's configuration (3 layers × 64, 120×120); paper = its Table II",
+    )
 
 
 @list_app.command("losses")

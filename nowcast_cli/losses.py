@@ -22,12 +22,18 @@ Per sample b and frame t, with e = X̂_t − X_t and w the balancing weight of t
 Plain losses average SE_t (``mse``), AE_t (``mae``) or SE_t + AE_t (``mse+mae``) over frames and
 batch, times `scale`. Focal frame losses (``ff-*``) first multiply each frame's term by
 
-    W_t = ((ΔX_t − min_t ΔX) / (max_t ΔX − min_t ΔX) + ε)^k,   ΔX_t = Σ_pixels valid·|e|,
+    W_t = ((ΔX_t − min_t ΔX) / (max_t ΔX − min_t ΔX) + ε)^k,   ΔX_t = mean over valid pixels of |e|,
 
 computed per sample over the frame axis, from the unweighted absolute error, without
 gradient; W_t = 1 for all t when max = min (to within a relative 1e-5, the rounding of the
-pixel sums). With k = 0 the focal losses equal the plain ones
+pixel means). The paper defines ΔX_t as the sum of |e| over the frame's pixels: with every
+pixel valid the mean is that sum over a constant, which the min–max normalisation removes;
+with masks that differ between frames only the mean measures how hard a frame was (a sum
+would call a half-masked frame easy). With k = 0 the focal losses equal the plain ones
 exactly.
+
+The B- weights depend on the rain rate, hence on the Z–R relation of the data: every loss is
+built with the store's ``zr`` (there is no default; an unbalanced loss may pass None).
 """
 
 from __future__ import annotations
@@ -51,12 +57,11 @@ BALANCE_THRESHOLDS: tuple[float, ...] = (2.0, 5.0, 10.0, 30.0)
 #: weight below the first boundary, then from each boundary on
 BALANCE_WEIGHTS: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0)
 
-HKO7_ZR = (58.53, 1.56)  # SPEC §3: Z = 58.53·R^1.56
 #: ΔX_t within this relative spread of the largest count as all equal (W_t = 1)
 FLAT_RTOL = 1e-5
 
 
-def balance_weights(target: Tensor, zr: tuple[float, float] = HKO7_ZR) -> Tensor:
+def balance_weights(target: Tensor, zr: tuple[float, float]) -> Tensor:
     """B-MSE/B-MAE weight of each true pixel from its rain rate.
 
     Parameters
@@ -94,36 +99,45 @@ class FrameLoss:
     def __init__(
         self,
         *,
+        zr: tuple[float, float] | None,
         balanced: bool = True,
         k: float = 2.0,
         eps: float = 0.01,
         scale: float = 0.001,
-        zr: tuple[float, float] = HKO7_ZR,
     ) -> None:
         if k < 0 or eps <= 0 or scale <= 0:
             raise ConfigError(f"need k ≥ 0, eps > 0 and scale > 0; got k={k}, eps={eps}, {scale=}")
-        a, b = zr
-        if a <= 0 or b <= 0:
-            raise ConfigError(f"Z–R coefficients must be positive, got a={a}, b={b}")
-        self.balanced, self.k, self.eps, self.scale, self.zr = balanced, k, eps, scale, (a, b)
+        if zr is None:
+            if balanced:
+                raise ConfigError(
+                    "the balanced (B-) loss weights need the Z–R relation of the data: "
+                    "pass zr=(a, b) from the store, or balanced=False"
+                )
+        else:
+            a, b = float(zr[0]), float(zr[1])
+            if not (a > 0 and b > 0):
+                raise ConfigError(f"Z–R coefficients must be positive, got a={a}, b={b}")
+            zr = (a, b)
+        self.balanced, self.k, self.eps, self.scale, self.zr = balanced, k, eps, scale, zr
 
     def frame_weights(self, abs_err: Tensor, valid: Tensor | None = None) -> Tensor:
-        """Focal frame weights W_t (B, T) from |e| (B, T, …); no gradient."""
+        """Focal frame weights W_t (B, T) from |e| (B, T, …) and `valid`; no gradient."""
         with torch.no_grad():
-            err = abs_err.detach()
-            if valid is not None:
-                err = err * valid
-            dx = err.flatten(2).sum(2)  # (B, T): ΔX_t per sample
+            err = abs_err.detach().flatten(2)  # (B, T, pixels)
             if valid is None:
+                dx = err.mean(2)  # (B, T): ΔX_t per sample
                 lo, hi = dx.amin(1, keepdim=True), dx.amax(1, keepdim=True)
             else:
-                # a frame with no valid pixel (a missing radar frame) has ΔX = 0 by construction,
-                # not because it was easy: leave it out of min and max (its loss term is 0)
-                seen = valid.expand_as(err).flatten(2).sum(2) > 0  # (B, T)
+                v = valid.to(err.dtype).expand_as(abs_err).flatten(2)
+                count = v.sum(2)  # (B, T) valid pixels per frame
+                dx = (err * v).sum(2) / count.clamp(min=1)
+                # a frame with no valid pixel (a missing radar frame) says nothing about how
+                # hard it was: leave it out of min and max (its loss term is 0 anyway)
+                seen = count > 0
                 lo = torch.where(seen, dx, torch.inf).amin(1, keepdim=True)
                 hi = torch.where(seen, dx, -torch.inf).amax(1, keepdim=True)
             span = hi - lo  # (B, 1)
-            # "all ΔX_t equal" up to the rounding of the pixel sums: min-max normalisation
+            # "all ΔX_t equal" up to the rounding of the pixel means: min-max normalisation
             # would otherwise blow rounding noise up to weights from ε^k to (1 + ε)^k
             flat = ~(span > FLAT_RTOL * hi)  # also true when no frame has a valid pixel
             norm = (dx - lo) / torch.where(flat, torch.ones_like(span), span)
@@ -140,7 +154,7 @@ class FrameLoss:
         err = pred - target
         abs_err = err.abs()
         v = None if valid is None else valid.to(err.dtype)
-        w = balance_weights(target, self.zr) if self.balanced else None
+        w = balance_weights(target, self.zr) if self.zr is not None and self.balanced else None
         if v is not None:
             w = v if w is None else w * v
         per_frame = torch.zeros(err.shape[:2], dtype=err.dtype, device=err.device)
@@ -155,8 +169,8 @@ class FrameLoss:
 
     def __repr__(self) -> str:
         return (
-            f"{type(self).__name__}(balanced={self.balanced}, k={self.k}, eps={self.eps}, "
-            f"scale={self.scale}, zr={self.zr})"
+            f"{type(self).__name__}(zr={self.zr}, balanced={self.balanced}, k={self.k}, "
+            f"eps={self.eps}, scale={self.scale})"
         )
 
 
@@ -205,11 +219,11 @@ class FFMSEMAELoss(FrameLoss):
 def build_loss(
     name: str,
     *,
+    zr: tuple[float, float] | None,
     balanced: bool = True,
     k: float = 2.0,
     eps: float = 0.01,
     scale: float = 0.001,
-    zr: tuple[float, float] = HKO7_ZR,
 ) -> Callable[..., Tensor]:
     """Build the registered loss `name`.
 
@@ -217,14 +231,16 @@ def build_loss(
     ----------
     name : str
         ``mse``, ``mae``, ``mse+mae``, ``ff-mse``, ``ff-mae`` or ``ff-mse+mae``.
+    zr : (a, b) or None
+        Z–R coefficients of the data (the store's ``zr``), for the rain-rate boundaries of
+        the B- weights. Required: a DWD store and an HKO-7 store put the same boundary at
+        different pixels. None only with ``balanced=False``.
     balanced : bool
         Apply the B- weights from the true pixel's rain rate (``--balanced``).
     k, eps : float
         Focal frame exponent (k ≥ 0) and bias (ε > 0); ignored by the plain losses.
     scale : float
         Factor on the loss (the paper's 0.001).
-    zr : (a, b)
-        Z–R coefficients of the store, for the rain-rate boundaries of the B- weights.
 
     Returns
     -------
@@ -236,7 +252,8 @@ def build_loss(
     UnknownNameError
         If `name` is not a registered loss.
     ConfigError
-        If k < 0, eps ≤ 0, scale ≤ 0 or a Z–R coefficient is not positive.
+        If k < 0, eps ≤ 0, scale ≤ 0, a Z–R coefficient is not positive, or `zr` is None
+        for a balanced loss.
     """
-    loss: FrameLoss = LOSSES.get(name)(balanced=balanced, k=k, eps=eps, scale=scale, zr=zr)
+    loss: FrameLoss = LOSSES.get(name)(zr=zr, balanced=balanced, k=k, eps=eps, scale=scale)
     return loss

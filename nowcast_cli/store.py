@@ -38,7 +38,7 @@ from zarr.storage import LocalStore
 
 from nowcast_cli import __version__, encoding
 from nowcast_cli.errors import StoreError
-from nowcast_cli.io.base import Grid
+from nowcast_cli.grid import Grid
 
 FORMAT = "nowcast-observations"
 FORMAT_VERSION = 1

@@ -41,13 +41,13 @@ from types import ModuleType
 
 import numpy as np
 
+from nowcast_cli.grid import Grid
 from nowcast_cli.io import READERS
 from nowcast_cli.io.base import (
     BadFileError,
     Failure,
     Frame,
     FrameInfo,
-    Grid,
     Item,
     Quantity,
     Reader,

@@ -39,13 +39,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 
 from nowcast_cli.errors import ConfigError
+from nowcast_cli.grid import Grid
 from nowcast_cli.io import READERS
 from nowcast_cli.io.base import (
     BadFileError,
     Failure,
     Frame,
     FrameInfo,
-    Grid,
     Item,
     Reader,
     Scanned,

@@ -33,13 +33,13 @@ from typing import Any
 import numpy as np
 
 from nowcast_cli.errors import MissingDependencyError
+from nowcast_cli.grid import Grid
 from nowcast_cli.io import READERS
 from nowcast_cli.io.base import (
     BadFileError,
     Failure,
     Frame,
     FrameInfo,
-    Grid,
     Item,
     Quantity,
     Reader,

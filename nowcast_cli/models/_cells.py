@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nowcast_cli.models._winograd import SameConv2d, conv_same
+from nowcast_cli.models._conv import SameConv2d
 
 
 def make_grid(height: int, width: int) -> tuple[Tensor, Tensor]:
@@ -52,26 +52,19 @@ class SpatioTemporalLSTMCell(nn.Module):
     """ST-LSTM (PredRNN): a ConvLSTM cell plus a spatiotemporal memory M.
 
     Each gate group is one convolution over the concatenated input and state, e.g.
-    ``[i, f, g, o] = W * [x, h]``; the authors sum two convolutions (W_x * x + W_h * h), which
+    ``[i, g, o, f] = W * [x, h]``; the authors sum two convolutions (W_x * x + W_h * h), which
     has one more bias vector and the same function.
     """
 
+    n_gates = 4  # i, g, o, f from [x, h]
+
     def __init__(self, hidden: int, kernel: int) -> None:
         super().__init__()
-        self.hidden = hidden
-        hid = hidden
-        self.conv_xh = SameConv2d(2 * hid, 4 * hid, kernel)  # i, g, o, f
+        self.hidden = hid = hidden
+        self.conv_xh = SameConv2d(2 * hid, self.n_gates * hid, kernel)  # i, g, o (, f)
         self.conv_xm = SameConv2d(2 * hid, 3 * hid, kernel)  # i', f', g'
         self.conv_o = SameConv2d(2 * hid, hid, kernel)  # W_co*c' + W_mo*m'
         self.conv_last = nn.Conv2d(2 * hid, hid, 1)  # 1×1 over [c', m']
-
-    def main_gates(self, x: Tensor, h: Tensor, n_gates: int = 4) -> Tensor:
-        """The first `n_gates` gate groups [i, g, o, f] of W * [x, h], pre-activation."""
-        rows = n_gates * self.hidden
-        bias = self.conv_xh.bias
-        assert bias is not None  # built with bias=True
-        # slicing the weight's leading rows is a view: no copy, and unused gates are not computed
-        return conv_same([x, h], self.conv_xh.weight[:rows], bias[:rows])  # W * [x, h]
 
     def memory(self, x: Tensor, m: Tensor) -> Tensor:
         """Spatiotemporal memory update M' = f'⊙M + i'⊙g'."""
@@ -86,29 +79,30 @@ class SpatioTemporalLSTMCell(nn.Module):
         o = torch.sigmoid(o_x + self.conv_o(cm))
         return o * torch.tanh(self.conv_last(cm)), o
 
-    def forward(self, x: Tensor, h: Tensor, c: Tensor, m: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """One step; returns (h', c', m')."""
+    def forward(
+        self, x: Tensor, h: Tensor, c: Tensor, m: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """One step; returns (h', c', m', o) with o the output gate."""
         # split, not slicing: its backward is one cat instead of zeros + copy per slice
-        i, g, o_x, f = self.main_gates(x, h).chunk(4, 1)  # 4 × (B, hid, H, W)
+        i, g, o_x, f = self.conv_xh([x, h]).chunk(4, 1)  # 4 × (B, hid, H, W)
         c_new = torch.addcmul(torch.sigmoid(f) * c, torch.sigmoid(i), torch.tanh(g))
         m_new = self.memory(x, m)
-        h_new, _ = self.output(o_x, c_new, m_new)
-        return h_new, c_new, m_new
+        h_new, o = self.output(o_x, c_new, m_new)
+        return h_new, c_new, m_new, o
 
 
-class MIMCell(SpatioTemporalLSTMCell):
-    """MIM block: ST-LSTM whose forget path is replaced by the MIM-N and MIM-S memories.
+class MIMBlock(SpatioTemporalLSTMCell):
+    """MIM block: an ST-LSTM whose forget path is replaced by the MIM-N and MIM-S memories.
 
-    MIM-N models the non-stationary part from the input difference δ = x_t − x_{t−1}; MIM-S
-    turns its output D and the previous cell state into T, and c' = T + i⊙g (Wang et al. 2019).
-    Every layer is a MIM block, the first one differencing the embedded frames. (The authors'
-    first layer computes MIM-N/MIM-S but uses c' = f⊙c + i⊙g, leaving those weights without
-    gradient; their parameter count, which the paper reports, includes them.)
-
-    The forget-gate rows of ``conv_xh`` exist only so that the parameter count matches the
-    paper's Table II: the authors' MIM computes f and never uses it. Here they are not
-    computed either, and receive a zero gradient.
+    MIM-N models the non-stationary part from the difference δ = x_t − x_{t−1} of the layer's
+    input (the hidden state of the layer below, now and one step earlier); MIM-S turns its
+    output D and the previous cell state into T, and c' = T + i⊙g (Wang et al. 2019). The
+    first layer of a MIM stack is a plain ST-LSTM, as in the original MIM and the authors'
+    code. There is no forget gate f on the main path: the authors' code computes it and never
+    uses it, so it is not built.
     """
+
+    n_gates = 3  # i, g, o from [x, h]
 
     def __init__(self, hidden: int, kernel: int) -> None:
         super().__init__(hidden, kernel)
@@ -118,7 +112,7 @@ class MIMCell(SpatioTemporalLSTMCell):
         self.conv_s = SameConv2d(2 * hid, 4 * hid, kernel)  # MIM-S i, f, g, o on [D, c]
         self.conv_so = SameConv2d(hid, hid, kernel)  # MIM-S output gate on s'
 
-    def forward_mim(
+    def forward(  # type: ignore[override]
         self,
         x: Tensor,
         x_prev: Tensor,
@@ -135,14 +129,14 @@ class MIMCell(SpatioTemporalLSTMCell):
         i_n, f_n = torch.sigmoid(if_n).chunk(2, 1)
         n_new = torch.addcmul(f_n * n, i_n, torch.tanh(g_n))
         o_n = torch.sigmoid(self.conv_no([delta, n_new]))
-        d = o_n * torch.tanh(n_new)
+        d = o_n * torch.tanh(n_new)  # MIM-N output D
 
         if_s, g_s, o_s = self.conv_s([d, c]).split([2 * hid, hid, hid], 1)
         i_s, f_s = torch.sigmoid(if_s).chunk(2, 1)
         s_new = torch.addcmul(f_s * s, i_s, torch.tanh(g_s))
-        t = torch.sigmoid(o_s + self.conv_so(s_new)) * torch.tanh(s_new)
+        t = torch.sigmoid(o_s + self.conv_so(s_new)) * torch.tanh(s_new)  # MIM-S output T
 
-        i, g, o_x = self.main_gates(x, h, n_gates=3).chunk(3, 1)  # 3 × (B, hid, H, W)
+        i, g, o_x = self.conv_xh([x, h]).chunk(3, 1)  # 3 × (B, hid, H, W)
         c_new = torch.addcmul(t, torch.sigmoid(i), torch.tanh(g))
         m_new = self.memory(x, m)
         h_new, o = self.output(o_x, c_new, m_new)

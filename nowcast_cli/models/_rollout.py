@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from nowcast_cli.errors import ConfigError
+from nowcast_cli.models._conv import check_backend, conv_backend
 from nowcast_cli.models._winograd import filter_cache
 
 
@@ -36,9 +37,18 @@ class Nowcaster(nn.Module, ABC):
 
     Subclasses set ``self.config`` (with ``channels`` and ``size``) and implement
     `init_state` and `step`; `forward` is the shared rollout with scheduled sampling.
+    ``conv_backend`` (``auto`` or ``direct``, see `nowcast_cli.models._conv`) says how the
+    rollout computes 3×3 convolutions; set it with `set_conv_backend`.
     """
 
     config: Any
+    #: size in the paper's Table II (parameters), None for models the paper does not train
+    paper_params: ClassVar[float | None] = None
+    conv_backend: str = "auto"
+
+    def set_conv_backend(self, name: str) -> None:
+        """Compute 3×3 convolutions with backend `name` (``auto`` or ``direct``) from now on."""
+        self.conv_backend = check_backend(name)
 
     @abstractmethod
     def init_state(self, x: Tensor) -> Any:
@@ -117,7 +127,8 @@ def rollout(
     state = model.init_state(x)
     outputs: list[Tensor] = []
     frame = x[:, 0]
-    with filter_cache():  # every step reuses the same weights: transform them once
+    # every step reuses the same weights: the filter cache transforms them once per rollout
+    with conv_backend(model.conv_backend), filter_cache():
         for s in range(t_in + n_future):
             if s < t_in:
                 frame = x[:, s]

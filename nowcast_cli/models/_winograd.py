@@ -18,16 +18,15 @@ the backward pass gathers the output gradient and scatters the input gradient.
 The result equals the direct convolution up to float rounding: relative error ~1e-5 in
 float32 against ~1e-6 for a direct float32 convolution (the transform points are 0, ±1, ±2,
 ∞, as in cuDNN's and oneDNN's F(4, 3)), ~1e-13 in float64, which is how the tests check it
-against `torch.nn.functional.conv2d`. On CUDA,
-and for any other kernel size, `conv_same` calls `torch.nn.functional.conv2d` (cuDNN picks
-its own algorithm there).
+against `torch.nn.functional.conv2d`. Which calls come here (CPU, float32/float64, 3×3, no
+autocast) is decided in `nowcast_cli.models._conv`; this module holds only the kernels, the
+scratch buffers, the filter cache and the autograd function.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import os
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -35,20 +34,10 @@ from typing import Any
 import numba
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from nowcast_cli.errors import ConfigError
-
-__all__ = [
-    "ALGORITHMS",
-    "SameConv2d",
-    "conv_algorithm",
-    "conv_same",
-    "filter_cache",
-    "use_winograd",
-]
+__all__ = ["filter_cache", "transform_filter", "winograd_conv3x3"]
 
 TILE = 4  # output tile edge: F(4×4, 3×3)
 
@@ -262,16 +251,21 @@ def _workspace(slot: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
     and live only within one forward or backward call. Allocating them afresh costs more than
     the transforms themselves: the kernel must map and zero the new pages (measured: 42 ms to
     allocate and fill 133 MB, 5.5 ms to refill it).
+
+    The memory is held as a NumPy array and wrapped into a fresh tensor on every call, so no
+    tensor outlives the call: one made under `torch.inference_mode` (an inference tensor)
+    never reaches a later call outside it, where writing into it would be an error.
     """
     numel = math.prod(shape)
-    key = (slot, like.dtype)
+    dtype = torch.empty(0, dtype=like.dtype).numpy().dtype
+    key = (slot, dtype.str)
     buf = getattr(_WORKSPACE, "buffers", None)
     if buf is None:
         buf = _WORKSPACE.buffers = {}
     held = buf.get(key)
-    if held is None or held.numel() < numel:
-        held = buf[key] = like.new_empty(numel)
-    return held[:numel].view(shape)
+    if held is None or held.size < numel:
+        held = buf[key] = np.empty(numel, dtype=dtype)
+    return torch.from_numpy(held[:numel]).view(shape)
 
 
 def _gather(xs: Sequence[Tensor], th: int, tw: int) -> Tensor:
@@ -341,8 +335,10 @@ def filter_cache() -> Iterator[None]:
 
     A rollout applies the same weights at every step; the transformed filter stays in the
     autograd graph, so its gradient sums over the steps and flows back through one transform.
-    Entries are keyed by the weight's storage, view geometry and version: an in-place update
-    (an optimizer step) inside the block gets a fresh transform.
+    Entries are keyed by the weight's storage, view geometry, version and the autograd mode:
+    an in-place update (an optimizer step) inside the block gets a fresh transform, and a
+    transform made without gradient (validation under ``no_grad``/``inference_mode``) is
+    never reused by a rollout that trains.
     """
     outer = getattr(_FILTERS, "cache", None)
     _FILTERS.cache = {} if outer is None else outer
@@ -355,7 +351,15 @@ def filter_cache() -> Iterator[None]:
 def transform_filter(weight: Tensor) -> Tensor:
     """U = G w Gᵀ for every (out, in) filter pair: (O, C, 3, 3) → (36, O, C); differentiable."""
     cache = getattr(_FILTERS, "cache", None)
-    key = (weight.data_ptr(), weight.shape, weight.stride(), weight._version, weight.dtype)
+    key = (
+        weight.data_ptr(),
+        weight.shape,
+        weight.stride(),
+        weight._version,
+        weight.dtype,
+        torch.is_grad_enabled(),
+        torch.is_inference_mode_enabled(),
+    )
     if cache is not None and key in cache:
         cached: Tensor = cache[key][1]
         return cached
@@ -367,66 +371,7 @@ def transform_filter(weight: Tensor) -> Tensor:
     return u
 
 
-ALGORITHMS = ("auto", "direct")
-_algorithm = [os.environ.get("NOWCAST_CONV", "auto").lower()]
-
-
-@contextlib.contextmanager
-def conv_algorithm(name: str) -> Iterator[None]:
-    """Within the block, 3×3 convolutions use `name`: 'auto' (Winograd on CPU) or 'direct'.
-
-    The default comes from the environment variable ``NOWCAST_CONV`` (else 'auto').
-    """
-    if name not in ALGORITHMS:
-        raise ConfigError(
-            f"convolution algorithm must be one of {', '.join(ALGORITHMS)}, got {name!r}"
-        )
-    _algorithm.append(name)
-    try:
-        yield
-    finally:
-        _algorithm.pop()
-
-
-def use_winograd(x: Tensor, weight: Tensor) -> bool:
-    """Whether `conv_same` takes the Winograd path for these operands."""
-    algorithm = _algorithm[-1]
-    if algorithm not in ALGORITHMS:
-        raise ConfigError(f"NOWCAST_CONV must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
-    return (
-        algorithm == "auto"
-        and x.device.type == "cpu"
-        and x.dtype in (torch.float32, torch.float64)
-        and weight.shape[-2:] == (3, 3)
-        and x.dim() == 4
-    )
-
-
-def conv_same(x: Tensor | Sequence[Tensor], weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """Stride-1 convolution with 'same' zero padding (odd kernel), Winograd where it pays.
-
-    `x` may be a sequence of tensors, convolved as their concatenation along the channels
-    (the Winograd path reads them in place instead of concatenating).
-    """
-    xs = [x] if isinstance(x, Tensor) else list(x)
-    if use_winograd(xs[0], weight):
-        y: Tensor = _WinogradConv.apply(transform_filter(weight), bias, *xs)  # type: ignore[no-untyped-call]
-        return y
-    x = xs[0] if len(xs) == 1 else torch.cat(xs, 1)
-    return F.conv2d(x, weight, bias, padding=weight.shape[-1] // 2)
-
-
-class SameConv2d(nn.Conv2d):
-    """`nn.Conv2d` with stride 1 and 'same' padding whose forward is `conv_same`.
-
-    Same parameters and state-dict keys as ``nn.Conv2d(cin, cout, k, padding=k // 2)``.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, kernel: int) -> None:
-        if kernel % 2 != 1:
-            raise ValueError(f"'same' convolution needs an odd kernel, got {kernel}")
-        super().__init__(in_channels, out_channels, kernel, padding=kernel // 2)
-
-    def forward(self, x: Tensor | Sequence[Tensor]) -> Tensor:
-        """Convolve `x`, or the channel-wise concatenation of the tensors in it."""
-        return conv_same(x, self.weight, self.bias)
+def winograd_conv3x3(xs: Sequence[Tensor], weight: Tensor, bias: Tensor | None) -> Tensor:
+    """conv3x3_same(cat(xs), weight) + bias by Winograd; all operands CPU, one float dtype."""
+    y: Tensor = _WinogradConv.apply(transform_filter(weight), bias, *xs)  # type: ignore[no-untyped-call]
+    return y

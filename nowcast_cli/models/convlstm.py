@@ -8,9 +8,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from nowcast_cli.models import MODELS
+from nowcast_cli.models._conv import SameConv2d
+from nowcast_cli.models._registry import MODELS
 from nowcast_cli.models._rollout import Nowcaster, check_config
-from nowcast_cli.models._winograd import SameConv2d
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,7 @@ class ConvLSTM(Nowcaster):
     """ConvLSTM: stacked convolutional LSTM layers (Shi et al. 2015)."""
 
     config_class = ConvLSTMConfig
+    paper_params = 0.89e6  # the paper's Table II
 
     def __init__(self, config: ConvLSTMConfig | None = None) -> None:
         super().__init__()

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from torch import Tensor, nn
 
-from nowcast_cli.models import MODELS
-from nowcast_cli.models._cells import MIMCell
+from nowcast_cli.models._cells import MIMBlock, SpatioTemporalLSTMCell
+from nowcast_cli.models._registry import MODELS
 from nowcast_cli.models._rollout import Nowcaster, check_config
 
 
@@ -28,30 +28,48 @@ class MIMConfig:
 
 @MODELS.register("mim")
 class MIM(Nowcaster):
-    """MIM: Memory In Memory blocks modelling non-stationary dynamics by differencing."""
+    """MIM: Memory In Memory blocks modelling non-stationary dynamics by differencing.
+
+    Layer 0 is an ST-LSTM; every layer above is a `MIMBlock` whose MIM-N differences the
+    hidden state of the layer below between consecutive steps (Wang et al. 2019, and the
+    authors' ``models/mim.py``). The spatiotemporal memory M zig-zags as in PredRNN.
+    """
 
     config_class = MIMConfig
+    paper_params = 3.68e6  # the paper's Table II (incl. parameters the authors never use)
 
     def __init__(self, config: MIMConfig | None = None) -> None:
         super().__init__()
         self.config = cfg = config or MIMConfig()
         self.embed = nn.Conv2d(cfg.channels, cfg.hidden, 1)
-        self.cells = nn.ModuleList(MIMCell(cfg.hidden, cfg.kernel) for _ in range(cfg.layers))
+        self.cells = nn.ModuleList(
+            SpatioTemporalLSTMCell(cfg.hidden, cfg.kernel)
+            if layer == 0
+            else MIMBlock(cfg.hidden, cfg.kernel)
+            for layer in range(cfg.layers)
+        )
         self.fc = nn.Conv2d(cfg.hidden, cfg.channels, 1)
 
     def init_state(self, x: Tensor) -> Any:
-        """Zero (h, c, n, s, previous input) per layer and a zero memory M."""
+        """Zero (h, c) for layer 0, (h, c, n, s) above, and a zero memory M."""
         b, _, _, h, w = x.shape
         zero = x.new_zeros(b, self.config.hidden, h, w)
-        return [(zero,) * 5 for _ in self.cells], zero
+        return [(zero,) * (2 if layer == 0 else 4) for layer in range(len(self.cells))], zero
 
     def step(self, frame: Tensor, state: Any) -> tuple[Tensor, Any]:
         """Predict the next frame from `frame` (B, C, H, W)."""
         layers, m = state
         z = self.embed(frame)
-        new_layers = []
-        for cell, (h, c, n, s, z_prev) in zip(cast(list[MIMCell], self.cells), layers, strict=True):
-            h, c, n, s, m, _ = cell.forward_mim(z, z_prev, h, c, n, s, m)
-            new_layers.append((h, c, n, s, z))  # this step's input is next step's x_{t−1}
+        new_layers: list[tuple[Tensor, ...]] = []
+        for layer, cell in enumerate(self.cells):
+            if layer == 0:
+                h, c = layers[0]
+                h, c, m, _ = cell(z, h, c, m)
+                new_layers.append((h, c))
+            else:
+                h, c, n, s = layers[layer]
+                # x_{t−1}: the layer below's hidden state at the previous step
+                h, c, n, s, m, _ = cell(z, layers[layer - 1][0], h, c, n, s, m)
+                new_layers.append((h, c, n, s))
             z = h
         return self.fc(z), (new_layers, m)

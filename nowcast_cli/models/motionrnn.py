@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from nowcast_cli.errors import ConfigError
-from nowcast_cli.models import MODELS
-from nowcast_cli.models._cells import MIMCell, make_grid, warp
+from nowcast_cli.models._cells import MIMBlock, SpatioTemporalLSTMCell, make_grid, warp
+from nowcast_cli.models._registry import MODELS
 from nowcast_cli.models._rollout import Nowcaster, check_config
 
 
@@ -71,9 +71,16 @@ class MotionGRU(nn.Module):
 
 @MODELS.register("motionrnn")
 class MotionRNN(Nowcaster):
-    """MotionRNN: MIM blocks with MotionGRU and a motion highway (Wu et al. 2021)."""
+    """MotionRNN: MIM blocks with MotionGRU and a motion highway (Wu et al. 2021).
+
+    The authors' MotionRNN_MIM: layer 0 is an ST-LSTM, the layers above are MIM blocks; every
+    layer but the top one passes its hidden state through a MotionGRU and the motion highway
+    h' = X + (1 − o)⊙x. The top layer has neither (the authors compute its MotionGRU and
+    discard the result; the original MotionRNN builds num_layers − 1 MotionGRUs).
+    """
 
     config_class = MotionRNNConfig
+    paper_params = 3.78e6  # the paper's Table II (incl. parameters the authors never use)
     grid: Tensor
     scale: Tensor
 
@@ -81,9 +88,14 @@ class MotionRNN(Nowcaster):
         super().__init__()
         self.config = cfg = config or MotionRNNConfig()
         self.embed = nn.Conv2d(cfg.channels, cfg.hidden, 1)
-        self.cells = nn.ModuleList(MIMCell(cfg.hidden, cfg.kernel) for _ in range(cfg.layers))
+        self.cells = nn.ModuleList(
+            SpatioTemporalLSTMCell(cfg.hidden, cfg.kernel)
+            if layer == 0
+            else MIMBlock(cfg.hidden, cfg.kernel)
+            for layer in range(cfg.layers)
+        )
         self.motion = nn.ModuleList(
-            MotionGRU(cfg.hidden, cfg.motion_kernel, cfg.alpha) for _ in range(cfg.layers)
+            MotionGRU(cfg.hidden, cfg.motion_kernel, cfg.alpha) for _ in range(cfg.layers - 1)
         )
         self.fc = nn.Conv2d(cfg.hidden, cfg.channels, 1)
         grid, scale = make_grid(cfg.size // 2, cfg.size // 2)
@@ -91,25 +103,41 @@ class MotionRNN(Nowcaster):
         self.register_buffer("scale", scale, persistent=False)
 
     def init_state(self, x: Tensor) -> Any:
-        """Zero (h, c, n, s, previous input, F, D) per layer and a zero memory M."""
+        """Zero states and a zero memory M.
+
+        Per layer: (h, c) for layer 0, (h, c, n, s) above, each followed by the MotionGRU's
+        (F, D) in every layer but the top one.
+        """
         b, _, _, h, w = x.shape
-        zero = x.new_zeros(b, self.config.hidden, h, w)
-        zero_flow = x.new_zeros(b, 2 * self.config.motion_kernel**2, h // 2, w // 2)
-        return [(zero,) * 5 + (zero_flow, zero_flow) for _ in self.cells], zero
+        cfg = self.config
+        zero = x.new_zeros(b, cfg.hidden, h, w)
+        zero_flow = x.new_zeros(b, 2 * cfg.motion_kernel**2, h // 2, w // 2)
+        layers = []
+        for layer in range(cfg.layers):
+            st = (zero,) * (2 if layer == 0 else 4)
+            layers.append((*st, zero_flow, zero_flow) if layer < cfg.layers - 1 else st)
+        return layers, zero
 
     def step(self, frame: Tensor, state: Any) -> tuple[Tensor, Any]:
         """Predict the next frame from `frame` (B, C, H, W)."""
         layers, m = state
         z = self.embed(frame)
         grid, scale = self.grid.to(z.dtype), self.scale.to(z.dtype)
-        new_layers = []
-        for cell, motion, (h, c, n, s, z_prev, f, d) in zip(
-            cast(list[MIMCell], self.cells), self.motion, layers, strict=True
-        ):
-            h, c, n, s, m, o = cell.forward_mim(z, z_prev, h, c, n, s, m)
-            x_warp, f, d = motion(h, f, d, grid, scale)
-            # motion highway, in every layer (the authors skip it, and so MotionGRU, at the top)
-            h = x_warp + (1 - o) * z
-            new_layers.append((h, c, n, s, z, f, d))
+        top = len(self.cells) - 1
+        new_layers: list[tuple[Tensor, ...]] = []
+        for layer, cell in enumerate(self.cells):
+            st = layers[layer]
+            if layer == 0:
+                h, c, m, o = cell(z, st[0], st[1], m)
+                new: tuple[Tensor, ...] = (h, c)
+            else:
+                # x_{t−1}: the layer below's hidden state (after its highway) one step earlier
+                h, c, n, s, m, o = cell(z, layers[layer - 1][0], *st[:4], m)
+                new = (h, c, n, s)
+            if layer < top:
+                x_warp, f, d = self.motion[layer](h, st[-2], st[-1], grid, scale)
+                h = x_warp + (1 - o) * z  # motion highway
+                new = (h, *new[1:], f, d)
+            new_layers.append(new)
             z = h
         return self.fc(z), (new_layers, m)

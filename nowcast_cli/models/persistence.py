@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from nowcast_cli.models import MODELS
+from nowcast_cli.models._registry import MODELS
 from nowcast_cli.models._rollout import Nowcaster, check_config
 
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from nowcast_cli.models import MODELS
 from nowcast_cli.models._cells import SpatioTemporalLSTMCell
+from nowcast_cli.models._registry import MODELS
 from nowcast_cli.models._rollout import Nowcaster, check_config
 
 
@@ -31,6 +31,7 @@ class PredRNN(Nowcaster):
     """PredRNN: ST-LSTM layers whose memory M zig-zags up the stack and on in time."""
 
     config_class = PredRNNConfig
+    paper_params = 1.80e6  # the paper's Table II
 
     def __init__(self, config: PredRNNConfig | None = None) -> None:
         super().__init__()
@@ -53,6 +54,6 @@ class PredRNN(Nowcaster):
         z = self.embed(frame)
         new_layers = []
         for cell, (h, c) in zip(self.cells, layers, strict=True):
-            z, c, m = cell(z, h, c, m)  # M from the layer below (or the top layer at t − 1)
+            z, c, m, _ = cell(z, h, c, m)  # M from the layer below (or the top layer at t − 1)
             new_layers.append((z, c))
         return self.fc(z), (new_layers, m)

@@ -10,10 +10,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nowcast_cli.errors import ConfigError
-from nowcast_cli.models import MODELS
 from nowcast_cli.models._cells import make_grid, warp
+from nowcast_cli.models._conv import SameConv2d
+from nowcast_cli.models._registry import MODELS
 from nowcast_cli.models._rollout import Nowcaster, check_config
-from nowcast_cli.models._winograd import SameConv2d
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class TrajGRUCell(nn.Module):
         ru_h, new_h = hh.split([2 * hid, hid], 1)
         r, u = torch.sigmoid(ru_x + ru_h).chunk(2, 1)
         new = F.leaky_relu(torch.addcmul(new_x, r, new_h), 0.2)
-        return torch.lerp(new, h, u)  # u⊙h + (1 − u)⊙h̃
+        return new + u * (h - new)  # u⊙h + (1 − u)⊙h̃ (lerp would need one dtype under autocast)
 
 
 @MODELS.register("trajgru")
@@ -69,6 +69,7 @@ class TrajGRU(Nowcaster):
     """TrajGRU: ConvGRU with learned, location-variant recurrent connections (Shi et al. 2017)."""
 
     config_class = TrajGRUConfig
+    paper_params = 1.06e6  # the paper's Table II
     grid: Tensor
     scale: Tensor
 

@@ -210,11 +210,14 @@ def test_list_models_rows() -> None:
     rows = list_models()
     assert [r["name"] for r in rows] == NAMES
     for r in rows:
-        assert set(r) == {"name", "params", "description"}
+        assert set(r) == {"name", "params", "paper_params", "description"}
         assert type(r["params"]) is int
         assert r["description"]
         assert "\n" not in r["description"]
-    assert {r["name"]: r["params"] for r in rows}["persistence"] == 0
+    by_name = {r["name"]: r for r in rows}
+    assert by_name["persistence"]["params"] == 0
+    assert by_name["persistence"]["paper_params"] is None
+    assert by_name["mim"]["paper_params"] == 3.68e6
 
 
 @pytest.mark.gpu
