@@ -9,17 +9,24 @@ from torch import Tensor, nn
 from nowcast_cli.models._conv import SameConv2d
 
 
+def _axis(n: int) -> Tensor:
+    """Normalised coordinates of n pixel centres, float64."""
+    if n == 1:
+        return torch.full((1,), -1.0, dtype=torch.float64)
+    return torch.linspace(-1.0, 1.0, n, dtype=torch.float64)
+
+
 def make_grid(height: int, width: int) -> tuple[Tensor, Tensor]:
     """Identity sampling grid (H, W, 2) in [-1, 1] and the pixel→grid scale (2,).
 
     With ``align_corners=True`` the normalised coordinate of pixel j is −1 + 2j/(W − 1), so a
     zero flow is exactly the identity. (The authors normalise by W − 1 but sample with
-    ``align_corners=False``, a half-pixel shift; we fix that knowingly.)
+    ``align_corners=False``, a half-pixel shift; we fix that knowingly.) Computed in float64,
+    and cast to the data's dtype where used, so a float64 model warps to float64 precision.
     """
-    ys = torch.linspace(-1.0, 1.0, height) if height > 1 else torch.full((1,), -1.0)
-    xs = torch.linspace(-1.0, 1.0, width) if width > 1 else torch.full((1,), -1.0)
+    ys, xs = _axis(height), _axis(width)
     grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)  # (H, W, 2): (x, y)
-    scale = torch.tensor([2.0 / max(width - 1, 1), 2.0 / max(height - 1, 1)])
+    scale = torch.tensor([2.0 / max(width - 1, 1), 2.0 / max(height - 1, 1)], dtype=torch.float64)
     return grid, scale
 
 
