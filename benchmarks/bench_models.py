@@ -51,7 +51,7 @@ from nowcast_cli.models import count_parameters, create_model
 from nowcast_cli.models._rollout import Nowcaster
 
 RESULTS = Path(__file__).resolve().parent / "results"
-DWD_ZR = (256.0, 1.42)  # the B- weights' rain-rate boundaries need a Z–R relation: DWD's
+ZR = (256.0, 1.42)  # the losses need a store's Z–R for their B- weights; DWD's
 DIRECT = "-direct"  # model-name suffix: our cells with direct instead of Winograd convolutions
 # the paper's Table II "Memory" column (A100, batch 4, 10 + 10 frames, 120×120)
 PAPER_MEMORY_GB = {
@@ -138,7 +138,7 @@ def saved_for_backward(name: str, args: argparse.Namespace) -> int:
     m = args.in_frames
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         out = model(x[:, :m], args.out_frames, teacher=x[:, m:], teacher_prob=0.5)
-        build_loss(args.loss, zr=DWD_ZR)(out, x[:, 1:])
+        build_loss(args.loss, zr=ZR)(out, x[:, 1:])
     return sum(storages.values())
 
 
@@ -154,7 +154,7 @@ def make_step(
     args: argparse.Namespace,
 ) -> Callable[[], float]:
     """One training step: rollout with scheduled sampling, loss, backward, Adam."""
-    loss_fn = build_loss(loss_name, zr=DWD_ZR)
+    loss_fn = build_loss(loss_name, zr=ZR)
     opt = torch.optim.Adam(model.parameters(), lr=5e-4) if count_parameters(model) else None
     gen = torch.Generator(device=x.device).manual_seed(0)
     m = args.in_frames
@@ -210,7 +210,7 @@ def loss_only(args: argparse.Namespace, device: torch.device) -> dict[str, float
     target = torch.rand(shape, generator=g, device=device)
     pred = torch.rand(shape, generator=g, device=device).requires_grad_(True)
     out: dict[str, list[float]] = {"mse": [], "ff-mse": []}
-    fns = {k: build_loss(k, zr=DWD_ZR) for k in out}
+    fns = {k: build_loss(k, zr=ZR) for k in out}
     for r in range(args.loss_repeats + 3):
         for k, fn in fns.items():
             sync(device)

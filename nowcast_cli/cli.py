@@ -29,7 +29,7 @@ app = typer.Typer(
     add_completion=False,
 )
 list_app = typer.Typer(
-    help="List sources, stores and other registered names.", no_args_is_help=True
+    help="List sources, stores, runs and other registered names.", no_args_is_help=True
 )
 app.add_typer(list_app, name="list")
 
@@ -268,18 +268,230 @@ def _show_ingest(report: Any) -> None:
         con.print(f"  gap: {iso(g.after)} → {iso(g.before)} ({g.missing} missing)")
 
 
+# -- train ---------------------------------------------------------------------------------------
+def _opt(help: str, *decls: str) -> Any:
+    return typer.Option(*decls, help=help, show_default=False)
+
+
+@app.command()
+@handle_errors
+def train(
+    model: Annotated[str | None, _opt("Model to train (see `nowcast list models`).")] = None,
+    loss: Annotated[str | None, _opt("Training loss (see `nowcast list losses`).")] = None,
+    store: Annotated[
+        Path | None, _opt("Observation store. (default: the only store in ./nowcast-data)")
+    ] = None,
+    config: Annotated[
+        Path | None, _opt("TOML file of options (keys as these options; the command line wins).")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue a run (--run, default the latest).")
+    ] = False,
+    run: Annotated[
+        Path | None, _opt("Run folder. (default: runs/MODEL-LOSS-UTCTIME, or the latest to resume)")
+    ] = None,
+    size: Annotated[int | None, _opt("Training-copy edge of the store. (default: 120)")] = None,
+    in_frames: Annotated[int | None, _opt("Observed frames per sample. (default: 10)")] = None,
+    out_frames: Annotated[int | None, _opt("Forecast frames per sample. (default: 10)")] = None,
+    max_missing: Annotated[
+        int | None, _opt("Missing frames a sample may have (zero-filled, masked). (default: 0)")
+    ] = None,
+    stride: Annotated[
+        int | None, _opt("Intervals between sample starts. (default: in + out frames)")
+    ] = None,
+    train_range: Annotated[
+        str | None,
+        _opt("Training dates START:END. (default: 80/10/10 by day)", "--train"),
+    ] = None,
+    valid_range: Annotated[str | None, _opt("Validation dates START:END.", "--valid")] = None,
+    test_range: Annotated[str | None, _opt("Test dates START:END.", "--test")] = None,
+    valid_samples: Annotated[
+        int | None, _opt("Validate on at most this many samples (0 = all). (default: 0)")
+    ] = None,
+    layers: Annotated[int | None, _opt("Recurrent layers. (default: 3)")] = None,
+    hidden: Annotated[int | None, _opt("Hidden channels. (default: 64)")] = None,
+    kernel: Annotated[int | None, _opt("Kernel size. (default: 3)")] = None,
+    conv: Annotated[
+        str | None, _opt("3×3 convolutions on CPU: auto (Winograd) or direct. (default: auto)")
+    ] = None,
+    balanced: Annotated[
+        bool | None, _opt("B-MSE/B-MAE weights by rain rate. (default: balanced)")
+    ] = None,
+    ff_k: Annotated[float | None, _opt("Focal frame exponent k. (default: 2)")] = None,
+    ff_eps: Annotated[float | None, _opt("Focal frame bias ε. (default: 0.01)")] = None,
+    loss_scale: Annotated[float | None, _opt("Factor on the loss. (default: 0.001)")] = None,
+    loss_frames: Annotated[
+        str | None, _opt("Loss over all outputs or the forecast frames only. (default: all)")
+    ] = None,
+    batch: Annotated[int | None, _opt("Global batch size. (default: 4)")] = None,
+    optimizer: Annotated[str | None, _opt("adamhd or adam. (default: adamhd)")] = None,
+    lr: Annotated[float | None, _opt("(Initial) learning rate. (default: 5e-4)")] = None,
+    hypergrad_lr: Annotated[
+        float | None, _opt("AdamHD hypergradient rate. (default: 1e-8)")
+    ] = None,
+    epochs: Annotated[int | None, _opt("Epochs. (default: 30)")] = None,
+    max_steps: Annotated[int | None, _opt("Stop after this many steps in all.")] = None,
+    seed: Annotated[int | None, _opt("Random seed. (default: 2021)")] = None,
+    scheduled_sampling: Annotated[
+        bool | None, _opt("Scheduled sampling, η from 1 to 0. (default: on)")
+    ] = None,
+    clip_value: Annotated[
+        float | None, _opt("Clip gradient elements to ±VALUE (0 = off). (default: 5)")
+    ] = None,
+    device: Annotated[str | None, _opt("auto, cpu or cuda. (default: auto)")] = None,
+    devices: Annotated[
+        int | None, _opt("Processes for DistributedDataParallel. (default: 1)")
+    ] = None,
+    precision: Annotated[str | None, _opt("fp32, or bf16 on CUDA. (default: fp32)")] = None,
+    compile: Annotated[bool | None, _opt("torch.compile the cells (CUDA). (default: off)")] = None,
+    workers: Annotated[
+        int | None, _opt("Data-loading processes. (default: 0 on CPU, 2 on CUDA)")
+    ] = None,
+    checkpoint_every: Annotated[
+        int | None, _opt("Also write last.pt every N steps. (default: epoch ends)")
+    ] = None,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train a model on a store (the paper's recipe by default); Ctrl-C saves and stops."""
+    _modes(quiet, as_json)
+    options = dict(locals())
+    for key in ("config", "quiet", "as_json"):
+        options.pop(key)
+    for flag, key in (("train_range", "train"), ("valid_range", "valid"), ("test_range", "test")):
+        options[key] = options.pop(flag)
+    options = {k: str(v) if isinstance(v, Path) else v for k, v in options.items()}
+    options["resume"] = resume or None
+    from nowcast_cli.train import configure, fit
+
+    cfg = configure(options, config)
+    with _TrainProgress(enabled=not (_State.quiet or _State.as_json)) as bar:
+        result = fit(cfg, progress=bar.update)
+    if result.rank != 0:
+        return
+    if _State.as_json:
+        _print_json(result.as_dict())
+    elif not _State.quiet:
+        _show_train(result)
+    if result.status == "interrupted":
+        typer.echo(
+            f"Interrupted at step {result.steps}; last.pt saved. "
+            f"Continue with: nowcast train --resume --run {result.run_dir}",
+            err=True,
+        )
+        raise typer.Exit(130)
+
+
+class _TrainProgress:
+    """A rich progress bar fed by `fit`'s events (epoch, step, loss, samples/s, ETA)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and (sys.stderr.isatty() or _force_progress())
+        self._bar: Any = None
+        self._task: Any = None
+        self._valid = ""
+
+    def __enter__(self) -> _TrainProgress:
+        return self
+
+    def update(self, event: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        kind = event["event"]
+        if kind == "start":
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            con = _console(stderr=True)
+            w = event["windows"]
+            con.print(
+                f"training → {event['run']}\n  {event['split_note']}; windows: "
+                f"{w['train']} train, {w['valid']} validation, {w['test']} test; "
+                f"{event['steps_per_epoch']} steps per epoch on {event['device']}"
+                + (f" × {event['devices']}" if event["devices"] > 1 else ""),
+                markup=False,
+            )
+            self._bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[info]}"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=con,
+            )
+            self._bar.__enter__()
+            self._task = self._bar.add_task(
+                "epoch", total=event["total"], completed=event["step"], info=""
+            )
+        elif kind == "step" and self._bar is not None:
+            info = f"loss {event['loss']:.4g} · {event['samples_per_s']:.1f} samples/s" + (
+                f" · valid {self._valid}" if self._valid else ""
+            )
+            self._bar.update(
+                self._task,
+                completed=event["step"],
+                description=f"epoch {event['epoch']}",
+                info=info,
+            )
+        elif kind == "valid":
+            self._valid = f"{event['loss']:.4g}"
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+
+
+def _show_train(r: Any) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"nowcast train → {r.run_dir}", show_header=False, title_justify="left")
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("status", r.status)
+    t.add_row("steps", f"{r.steps} of {r.planned_steps} ({r.epochs_done:.2f} epochs)")
+    t.add_row(
+        "time",
+        f"{r.seconds:.1f} s on {r.device}" + (f" × {r.world_size}" if r.world_size > 1 else ""),
+    )
+    t.add_row("windows", ", ".join(f"{v} {k}" for k, v in r.windows.items()))
+    t.add_row("split", r.split_note)
+    t.add_row("last training loss", "—" if r.train_loss is None else f"{r.train_loss:.6g}")
+    best = (
+        "— (no validation)"
+        if r.best_valid_loss is None
+        else f"{r.best_valid_loss:.6g} (step {r.best_step})"
+    )
+    t.add_row("best validation loss", best)
+    t.add_row("checkpoints", ", ".join(str(p) for p in (r.last_checkpoint, r.best_checkpoint) if p))
+    _console().print(t)
+
+
 # -- info ----------------------------------------------------------------------------------------
 @app.command()
 @handle_errors
 def info(
     target: Annotated[
-        Path | None, typer.Argument(help="A store. [default: the only store in ./nowcast-data]")
+        Path | None,
+        typer.Argument(help="A store or a run folder. [default: the only store in ./nowcast-data]"),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Describe a store: product, shape, time span, gaps, units, provenance."""
+    """Describe a store (product, shape, time span, gaps, units) or a run folder."""
     _modes(False, as_json)
+    from nowcast_cli.runs import is_run
     from nowcast_cli.store import Store, resolve_store
+
+    if target is not None and is_run(target):
+        _show_run(target)
+        return
 
     with Store.open(resolve_store(target)) as store:
         s = store.summary()
@@ -380,6 +592,55 @@ def list_stores_cmd(as_json: JsonOpt = False) -> None:
         info["path"] = str(p.relative_to(cwd)) if p.is_relative_to(cwd) else str(p)
         rows.append({k: info[k] for k in ("path", "product", "frames", "start", "end")})
     _print_rows(rows, ["path", "product", "frames", "start", "end"], "stores")
+
+
+@list_app.command("runs")
+@handle_errors
+def list_runs_cmd(as_json: JsonOpt = False) -> None:
+    """Training runs in ./runs: model, loss, steps, best validation loss."""
+    _modes(False, as_json)
+    from nowcast_cli.runs import list_runs, run_summary
+
+    rows = [run_summary(p) for p in list_runs()]
+    if not _State.as_json:
+        rows = [
+            {
+                **r,
+                "steps": f"{r['steps']}/{r['planned_steps'] or '?'}",
+                "best_valid_loss": "—"
+                if r["best_valid_loss"] is None
+                else f"{r['best_valid_loss']:.6g}",
+            }
+            for r in rows
+        ]
+    _print_rows(rows, ["name", "model", "loss", "steps", "best_valid_loss"], "runs")
+
+
+def _show_run(run: Path) -> None:
+    from nowcast_cli.runs import run_summary
+
+    s = run_summary(run)
+    if _State.as_json:
+        _print_json(s)
+        return
+    from rich.table import Table
+
+    t = Table(title=f"nowcast run {s['path']}", show_header=False, title_justify="left")
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("model / loss", f"{s['model']} / {s['loss']}")
+    t.add_row("store", str(s["store"]))
+    t.add_row("steps", f"{s['steps']} of {s['planned_steps']} ({s['epochs']} epochs planned)")
+    best = s["best_valid_loss"]
+    t.add_row(
+        "best validation loss", "—" if best is None else f"{best:.6g} (step {s['best_step']})"
+    )
+    t.add_row(
+        "last training loss", "—" if s["last_train_loss"] is None else f"{s['last_train_loss']:.6g}"
+    )
+    t.add_row("split", str(s["split"].get("note", "")))
+    t.add_row("checkpoints", ", ".join(s["checkpoints"]) or "none")
+    _console().print(t)
 
 
 def _print_rows(rows: list[dict[str, Any]], columns: list[str], what: str) -> None:

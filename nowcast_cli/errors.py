@@ -32,3 +32,11 @@ class StoreError(NowcastError):
 
 class MissingDependencyError(NowcastError, ImportError):
     """An optional dependency that is not installed."""
+
+
+class RunError(NowcastError):
+    """A run folder or checkpoint that is missing, incompatible or unusable."""
+
+
+class TrainingError(NowcastError):
+    """Training that cannot go on (a NaN or infinite loss)."""

@@ -1,0 +1,259 @@
+"""Training engine speed: data pipeline, training samples/s per model, FF-MSE vs MSE, memory.
+
+Everything is measured in one run on generated stores (moving rain cells, ``tests/
+synthetic_store.py``) so that the figures are ratios against references of the same run:
+
+1. data pipeline: 20×120×120 windows per second from a Zarr store, in a shuffled epoch order,
+   through `nowcast_cli.samples.WindowDataset` (whole time chunks decoded once, bounded LRU
+   cache), directly and through a DataLoader with 2 spawned workers, against a naive
+   per-window read through zarr's array API (``Store.read``) in the same run;
+2. training samples/s of every model through `nowcast_cli.train.fit` itself (the real loop:
+   loader, scheduled sampling, loss, backward, clipping, AdamHD, logs), at a small
+   configuration, and ConvLSTM at the paper's configuration (batch 4, 3 × 64, 120²,
+   10 + 10 frames; one step after a warm-up one, ~25 s each here);
+3. FF-MSE vs MSE: step time ratio, same model and data, median over steps;
+4. memory: what autograd saves for backward in one step at batch 4, per model at the paper's
+   configuration, counted on the meta device by ``bench_models.saved_for_backward``.
+
+Command (the committed results)::
+
+    python benchmarks/bench_train.py --out benchmarks/results/train.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from bench_models import PAPER_MEMORY_GB, saved_for_backward  # noqa: E402
+
+from nowcast_cli.config import DataConfig  # noqa: E402
+from nowcast_cli.samples import WindowDataset, batch_order, make_splits  # noqa: E402
+from nowcast_cli.store import Store  # noqa: E402
+from nowcast_cli.train import configure, fit  # noqa: E402
+from tests.synthetic_store import make_store, regular_times  # noqa: E402
+
+MODELS = ["convlstm", "trajgru", "predrnn", "mim", "motionrnn"]
+
+
+def data_pipeline(tmp: Path, frames: int, n: int) -> dict[str, Any]:
+    path = make_store(tmp / "pipe.zarr", regular_times("2020-01-01", frames), size=120, seed=3)
+    cfg = DataConfig(size=120, stride=1)
+    split = make_splits(cfg, path).train
+    order = np.random.default_rng(0).permutation(len(split))[:n]
+    out: dict[str, Any] = {"store_frames": frames, "windows": n, "window": "20×120×120"}
+    with Store.open(path) as store:  # naive: one zarr read per window (frames + valid)
+        t0 = time.perf_counter()
+        for i in order[: n // 4]:
+            s = split.frames[i]
+            store.read(int(s[0]), int(s[-1]) + 1, 120)
+        out["naive_zarr_per_window"] = (n // 4) / (time.perf_counter() - t0)
+    ds = WindowDataset(path, 120, split, cache_bytes=0)  # an archive far larger than the cache
+    t0 = time.perf_counter()
+    for i in order:
+        ds[int(i)]
+    out["dataset_uncached"] = n / (time.perf_counter() - t0)
+    ds = WindowDataset(path, 120, split)
+    t0 = time.perf_counter()
+    for i in order:
+        ds[int(i)]
+    out["dataset_direct"] = n / (time.perf_counter() - t0)
+    batches = [list(map(int, order[k : k + 4])) for k in range(0, n - 3, 4)]
+    loader = torch.utils.data.DataLoader(
+        WindowDataset(path, 120, split),
+        batch_sampler=batches,
+        num_workers=2,
+        multiprocessing_context="spawn",
+    )
+    it = iter(loader)
+    next(it)  # worker start-up (spawn + imports) is paid once per run, not per sample
+    t0 = time.perf_counter()
+    count = 4
+    for f, _ in it:
+        count += len(f)
+    out["dataloader_2_workers"] = (count - 4) / (time.perf_counter() - t0)
+    out["speedup_direct"] = out["dataset_direct"] / out["naive_zarr_per_window"]
+    out["speedup_uncached"] = out["dataset_uncached"] / out["naive_zarr_per_window"]
+    out["speedup_loader"] = out["dataloader_2_workers"] / out["naive_zarr_per_window"]
+    assert batch_order(10, 2, 0, 0)  # the engine's own order function is importable
+    return out
+
+
+def engine_rate(store: Path, run: Path, steps: int, **opts: Any) -> dict[str, Any]:
+    """Samples/s of the real loop: median of the per-step rates after the first step."""
+    cfg = configure({"store": str(store), "run": str(run), "max_steps": steps, **opts})
+    fit(cfg)
+    with (run / "metrics.csv").open() as fh:
+        rows = [r for r in csv.DictReader(fh) if r["split"] == "train"]
+    rates = [float(r["samples_per_s"]) for r in rows[1:]]
+    return {
+        "samples_per_s": statistics.median(rates),
+        "s_per_step": opts.get("batch", 4) / statistics.median(rates),
+        "rates": rates,
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--pipe-frames", type=int, default=2000)
+    p.add_argument("--pipe-windows", type=int, default=800)
+    p.add_argument("--small-steps", type=int, default=4)
+    p.add_argument("--ffl-steps", type=int, default=8)
+    p.add_argument("--paper", default="convlstm", help="models at the paper config ('' = none)")
+    p.add_argument("--only-pipeline", action="store_true", help="measure the data pipeline only")
+    p.add_argument("--out", type=Path, default=REPO / "benchmarks/results/train.json")
+    args = p.parse_args(argv)
+    report: dict[str, Any] = {
+        "command": "python benchmarks/bench_train.py " + " ".join(argv or sys.argv[1:]),
+        "machine": {
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+        },
+    }
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        print("data pipeline …", flush=True)
+        report["pipeline"] = data_pipeline(tmp, args.pipe_frames, args.pipe_windows)
+        print(json.dumps(report["pipeline"], indent=1), flush=True)
+        if args.only_pipeline:
+            report["machine"]["load_avg_at_end"] = os.getloadavg()
+            args.out.write_text(json.dumps(report, indent=2) + "\n")
+            return report
+        small = make_store(tmp / "s32.zarr", regular_times("2020-01-01", 600), size=32)
+        base = {"loss": "mse+mae", "size": 32, "layers": 1, "hidden": 16, "batch": 4, "epochs": 1}
+        report["small_config"] = {
+            "size": 32,
+            "layers": 1,
+            "hidden": 16,
+            "batch": 4,
+            "frames": "10+10",
+        }
+        report["small"] = {}
+        for name in MODELS:
+            print(f"small {name} …", flush=True)
+            r = engine_rate(small, tmp / f"small-{name}", args.small_steps, model=name, **base)
+            report["small"][name] = r
+        ref = report["small"]["convlstm"]["samples_per_s"]
+        for r in report["small"].values():
+            r["vs_convlstm"] = r["samples_per_s"] / ref
+        print("FF-MSE vs MSE …", flush=True)
+        ffl = {}
+        for loss in ("mse", "ff-mse"):
+            ffl[loss] = engine_rate(
+                small,
+                tmp / f"ffl-{loss}",
+                args.ffl_steps,
+                model="convlstm",
+                **{**base, "loss": loss},
+            )
+        report["ffl"] = {
+            **ffl,
+            "step_time_ratio_ff_over_plain": ffl["mse"]["samples_per_s"]
+            / ffl["ff-mse"]["samples_per_s"],
+        }
+        report["paper"] = {}
+        paper_models = [m for m in args.paper.split(",") if m]
+        if paper_models:
+            big = make_store(tmp / "s120.zarr", regular_times("2020-01-01", 400), size=120)
+            for name in paper_models:
+                print(f"paper config {name} (slow) …", flush=True)
+                report["paper"][name] = engine_rate(
+                    big, tmp / f"paper-{name}", 2, model=name, loss="mse+mae", epochs=1
+                )
+    mem_args = argparse.Namespace(
+        batch=4, size=120, layers=3, hidden=64, in_frames=10, out_frames=10, loss="mse+mae"
+    )
+    report["saved_for_backward_GiB"] = {m: saved_for_backward(m, mem_args) / 2**30 for m in MODELS}
+    report["machine"]["load_avg_at_end"] = os.getloadavg()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    args.out.with_suffix(".md").write_text(markdown(report))
+    print(markdown(report))
+    return report
+
+
+def markdown(r: dict[str, Any]) -> str:
+    p = r["pipeline"]
+    m = r["machine"]
+    lines = [
+        "# Training engine benchmark",
+        "",
+        f"Command: `{r['command']}`",
+        "",
+        f"Machine: {m['platform']}, {m['cpu_count']} CPUs, torch {m['torch']} "
+        f"({m['threads']} threads), load average at the end {m['load_avg_at_end']}. The machine "
+        "is shared: read the ratios, the absolute numbers are context only.",
+        "",
+        f"## Data pipeline ({p['window']} windows, shuffled, store of {p['store_frames']} frames)",
+        "",
+        "| reader | windows/s | × naive |",
+        "|---|---:|---:|",
+        f"| naive: `Store.read` per window | {p['naive_zarr_per_window']:.0f} | 1.00 |",
+        f"| `WindowDataset`, 1 process, no cache | {p['dataset_uncached']:.0f} "
+        f"| {p['speedup_uncached']:.2f} |",
+        f"| `WindowDataset`, 1 process, 256 MiB cache | {p['dataset_direct']:.0f} "
+        f"| {p['speedup_direct']:.2f} |",
+        f"| DataLoader, 2 workers | {p['dataloader_2_workers']:.0f} | {p['speedup_loader']:.2f} |",
+        "",
+        "## Training samples/s through `fit` (CPU)",
+        "",
+        "Small configuration: {size}², {layers} layer × {hidden}, batch {batch}, {frames} frames, "
+        "B-MSE + B-MAE, AdamHD, scheduled sampling.".format(**r["small_config"]),
+        "",
+        "| model | samples/s | s/step | × convlstm |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, x in r["small"].items():
+        lines.append(
+            f"| {name} | {x['samples_per_s']:.2f} | {x['s_per_step']:.3f} "
+            f"| {x['vs_convlstm']:.2f} |"
+        )
+    if r["paper"]:
+        lines += [
+            "",
+            "Paper configuration (120², 3 × 64, batch 4, 10 + 10 frames), after a warm-up step:",
+            "",
+            "| model | samples/s | s/step |",
+            "|---|---:|---:|",
+        ]
+        for name, x in r["paper"].items():
+            lines.append(f"| {name} | {x['samples_per_s']:.3f} | {x['s_per_step']:.1f} |")
+    f = r["ffl"]
+    lines += [
+        "",
+        f"FF-MSE vs MSE (convlstm, small configuration): step time ratio "
+        f"**{f['step_time_ratio_ff_over_plain']:.3f}** (MSE {f['mse']['s_per_step']:.3f} s, "
+        f"FF-MSE {f['ff-mse']['s_per_step']:.3f} s per step, medians).",
+        "",
+        "## Memory at batch 4, paper configuration",
+        "",
+        "Saved for backward in one step (meta device, `bench_models.saved_for_backward`):",
+        "",
+        "| model | GiB | paper (A100) GB |",
+        "|---|---:|---:|",
+    ]
+    for name, gib in r["saved_for_backward_GiB"].items():
+        lines.append(f"| {name} | {gib:.2f} | {PAPER_MEMORY_GB.get(name, float('nan')):.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

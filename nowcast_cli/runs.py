@@ -1,0 +1,168 @@
+"""Run folders: ``runs/<model>-<loss>-<UTC time>/`` in the working directory.
+
+A run folder holds what one training run made and what later commands add::
+
+    config.toml      the resolved options, plus [data], [split] and [plan] (what was used)
+    metrics.csv      one row per training step and per validation (loss, lr, samples/s, …)
+    frames.csv       per epoch and split: ΔX_t and W_t for every output frame t
+    last.pt          the latest checkpoint (weights, optimizer, step, …; atomic writes)
+    best.pt          the checkpoint with the lowest validation loss so far
+    forecasts.zarr   written by ``nowcast predict``
+    scores.csv/json  written by ``nowcast verify``
+    figures/         written by ``nowcast plot``
+
+This module names, finds and summarizes run folders; it does not import torch.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import math
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from nowcast_cli.errors import RunError
+
+__all__ = [
+    "DEFAULT_DIR",
+    "best_checkpoint",
+    "list_runs",
+    "new_run_dir",
+    "resolve_run",
+    "run_summary",
+]
+
+DEFAULT_DIR = "runs"
+_STAMP = "%Y%m%d-%H%M%S"
+
+
+def default_runs_dir() -> Path:
+    """``./runs`` in the working directory."""
+    return Path.cwd() / DEFAULT_DIR
+
+
+def new_run_dir(
+    model: str, loss: str, root: Path | None = None, now: dt.datetime | None = None
+) -> Path:
+    """Create and return ``<root>/<model>-<loss>-<UTC YYYYmmdd-HHMMSS>`` (``-2``… if taken)."""
+    root = root or default_runs_dir()
+    stamp = (now or dt.datetime.now(dt.UTC)).strftime(_STAMP)
+    base = f"{model}-{loss}-{stamp}"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        for k in range(1, 1000):
+            path = root / (base if k == 1 else f"{base}-{k}")
+            try:
+                path.mkdir()
+                return path
+            except FileExistsError:
+                continue
+    except OSError as exc:
+        raise RunError(f"{root}: cannot create a run folder ({exc.strerror or exc})") from None
+    raise RunError(f"{root}: too many runs named {base}")
+
+
+def is_run(path: Path) -> bool:
+    """Whether `path` is a run folder (it has a config.toml)."""
+    return (path / "config.toml").is_file()
+
+
+def list_runs(root: Path | None = None) -> list[Path]:
+    """Run folders under `root` (default ./runs), oldest first (by their config's time)."""
+    d = root or default_runs_dir()
+    if not d.is_dir():
+        return []
+    runs = [p for p in d.iterdir() if p.is_dir() and is_run(p)]
+    return sorted(runs, key=lambda p: ((p / "config.toml").stat().st_mtime, p.name))
+
+
+def resolve_run(path: str | Path | None, what: str = "run") -> Path:
+    """The run a command should use: the given folder, else the latest in ./runs.
+
+    Raises
+    ------
+    RunError
+        If the given folder is not a run, or none exists.
+    """
+    if path is not None:
+        p = Path(path)
+        if not p.is_dir():
+            raise RunError(f"{p}: no such run folder")
+        if not is_run(p):
+            raise RunError(f"{p}: not a run folder (no config.toml)")
+        return p
+    runs = list_runs()
+    if not runs:
+        raise RunError(
+            f"no {what} given and none in ./{DEFAULT_DIR}; "
+            "train one first: nowcast train --model NAME --loss NAME"
+        )
+    return runs[-1]
+
+
+def best_checkpoint(run: Path) -> Path:
+    """``best.pt`` of a run, or ``last.pt`` when it has no validation (hence no best.pt)."""
+    for name in ("best.pt", "last.pt"):
+        if (run / name).is_file():
+            return run / name
+    raise RunError(f"{run}: no checkpoint (best.pt or last.pt); was the run interrupted early?")
+
+
+def read_config(run: Path) -> dict[str, Any]:
+    """The run's config.toml as a dict (options and the [data]/[split]/[plan] tables)."""
+    try:
+        return tomllib.loads((run / "config.toml").read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise RunError(f"{run / 'config.toml'}: cannot read ({exc})") from None
+
+
+def run_summary(run: Path) -> dict[str, Any]:
+    """What ``nowcast list runs`` and ``nowcast info RUN`` show about a run.
+
+    Returns
+    -------
+    dict
+        path, model, loss, store, steps (done), planned steps, epochs, best validation
+        loss and its step, last training loss, checkpoints present, split summary.
+    """
+    cfg = read_config(run)
+    steps = 0
+    last_loss: float | None = None
+    best: float | None = None
+    best_step: int | None = None
+    metrics = run / "metrics.csv"
+    if metrics.is_file():
+        with metrics.open(newline="") as fh:
+            for row in csv.DictReader(fh):
+                try:
+                    step, loss = int(row["step"]), float(row["loss"])
+                except (KeyError, ValueError):
+                    continue
+                if row.get("split") == "train":
+                    steps, last_loss = max(steps, step), loss
+                elif (
+                    row.get("split") == "valid"
+                    and math.isfinite(loss)
+                    and (best is None or loss < best)
+                ):
+                    best, best_step = loss, step
+    info = cfg.get("plan", {})
+    return {
+        "path": str(run),
+        "name": run.name,
+        "model": cfg.get("model"),
+        "loss": cfg.get("loss"),
+        "store": cfg.get("store"),
+        "steps": steps,
+        "planned_steps": info.get("planned_steps"),
+        "epochs": cfg.get("epochs"),
+        "batch": cfg.get("batch"),
+        "best_valid_loss": best,
+        "best_step": best_step,
+        "last_train_loss": last_loss,
+        "checkpoints": [n for n in ("last.pt", "best.pt") if (run / n).is_file()],
+        "split": cfg.get("split", {}),
+        "conv": cfg.get("conv"),
+    }

@@ -1,0 +1,488 @@
+"""Training samples (SPEC §4): gap-aware windows of a store, chronological splits, a loader.
+
+A window is m + n frames (``in_frames`` + ``out_frames``) at the product interval Δ, anchored
+at a stored frame t₀: slot k wants a frame at t₀ + k·Δ, and the stored frame nearest to that
+time within Δ/2 fills it (HKO-7's occasional 5- and 7-minute steps are consecutive frames).
+A window with more than ``max_missing`` empty slots is skipped; allowed missing frames are
+zero-filled and not valid, as the HKO-7 benchmark does.
+
+Splits are chronological, by calendar day (UTC; an HKO-7 store's Hong Kong days), and a window
+belongs to a split only when all its days do:
+
+1. ``--train/--valid/--test START:END`` date ranges, when any is given (a split without a
+   range is empty);
+2. an HKO-7 store's own rainy-day lists (stored with it by ``nowcast ingest hko7``);
+3. by default the store's days with data, 80/10/10 in time order;
+4. a store spanning too few days for that: three contiguous blocks of its windows (80/10/10,
+   no frame shared between blocks);
+5. a store with too few windows for three blocks: training only, without validation.
+
+Within a split, windows start ``stride`` intervals apart (default m + n: non-overlapping, as
+the authors' loader; ``--stride 1`` takes every window). Everything is deterministic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from nowcast_cli.config import DataConfig, parse_range
+from nowcast_cli.errors import DataError, StoreError
+from nowcast_cli.store import Store, iso
+
+__all__ = [
+    "SPLITS",
+    "Split",
+    "Splits",
+    "WindowDataset",
+    "batch_order",
+    "check_size",
+    "find_windows",
+    "make_splits",
+    "split_windows",
+]
+
+SPLITS = ("train", "valid", "test")
+_DAY = 86_400
+_BLOCK = 65_536  # window starts per vectorized pass (bounds memory on long archives)
+
+
+@dataclass(frozen=True)
+class Split:
+    """The windows of one split.
+
+    Attributes
+    ----------
+    frames : np.ndarray
+        (N, m + n) int64 frame indices into the store, -1 for a missing frame.
+    start : np.ndarray
+        (N,) int64 time (s UTC) of each window's first frame.
+    issue_time : np.ndarray
+        (N,) int64 time (s UTC) of each window's last observed frame (nominal when missing):
+        the time a forecast from this window is issued.
+    """
+
+    frames: np.ndarray
+    start: np.ndarray
+    issue_time: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+    def subset(self, index: np.ndarray) -> Split:
+        """The windows at positions `index`."""
+        return Split(self.frames[index], self.start[index], self.issue_time[index])
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Train, validation and test windows of a store, and how they were chosen."""
+
+    train: Split
+    valid: Split
+    test: Split
+    method: str  # "ranges", "hko7", "days", "blocks" or "train-only"
+    note: str  # one sentence for the user (what was done, and why)
+    days: dict[str, list[str]] = field(default_factory=dict)  # split → [first, last] day
+
+    def __getitem__(self, name: str) -> Split:
+        if name not in SPLITS:
+            raise KeyError(name)
+        split: Split = getattr(self, name)
+        return split
+
+    def describe(self) -> dict[str, Any]:
+        """JSON/TOML-friendly summary (method, note, windows and time span per split)."""
+        out: dict[str, Any] = {"method": self.method, "note": self.note}
+        for name in SPLITS:
+            s = self[name]
+            out[name] = {
+                "windows": len(s),
+                "first": iso(int(s.start[0])) if len(s) else "",
+                "last": iso(int(s.start[-1])) if len(s) else "",
+            }
+            if name in self.days:
+                out[name]["days"] = self.days[name]
+        return out
+
+
+def check_size(store: Store, size: int) -> None:
+    """Raise unless the store holds a `size`×`size` training copy (naming how to get one)."""
+    if size not in store.sizes:
+        have = ", ".join(f"{s}×{s} (--size {s})" for s in store.sizes) or "none"
+        source = store.attrs.get("source", "SOURCE")
+        raise StoreError(
+            f"{store.path} has no {size}×{size} training copy (it has {have}); ingest into a "
+            f"new store with one: nowcast ingest {source} RAW... --out NEW.zarr --size {size}"
+        )
+
+
+def find_windows(
+    times: np.ndarray, interval_s: int, length: int, max_missing: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every window of `length` slots anchored at a stored frame, gap-aware.
+
+    Parameters
+    ----------
+    times : np.ndarray
+        Strictly increasing frame times (s).
+    interval_s : int
+        Product interval Δ (s).
+    length : int
+        Slots per window.
+    max_missing : int
+        Most empty slots a window may have.
+
+    Returns
+    -------
+    frames : np.ndarray
+        (N, length) int64: the frame of each slot, -1 where none lies within Δ/2 of it.
+    start : np.ndarray
+        (N,) int64 anchor time of each window.
+    """
+    t = np.asarray(times, dtype=np.int64)
+    if interval_s <= 0:
+        raise StoreError("the store has no product interval (interval_seconds)")
+    half = interval_s / 2
+    out_f, out_s = [], []
+    offsets = interval_s * np.arange(length, dtype=np.int64)
+    for b0 in range(0, len(t), _BLOCK):
+        anchors = t[b0 : b0 + _BLOCK]
+        want = anchors[:, None] + offsets[None, :]  # (k, L) slot times
+        right = np.searchsorted(t, want, side="left")  # first frame at or after the slot
+        left = right - 1
+        t_r = t[np.minimum(right, len(t) - 1)]
+        t_l = t[np.maximum(left, 0)]
+        d_r = np.where(right < len(t), t_r - want, np.iinfo(np.int64).max)
+        d_l = np.where(left >= 0, want - t_l, np.iinfo(np.int64).max)
+        # nearest frame, the earlier on a tie, if within Δ/2 of the slot
+        pick = np.where(d_l <= d_r, left, right)
+        dist = np.minimum(d_l, d_r)
+        idx = np.where(dist <= half, pick, -1)
+        # a frame serves one slot only: a repeat (slots nearer each other than frames) is empty
+        repeat = np.zeros_like(idx, dtype=bool)
+        repeat[:, 1:] = (idx[:, 1:] == idx[:, :-1]) & (idx[:, 1:] >= 0)
+        idx[repeat] = -1
+        keep = (idx < 0).sum(1) <= max_missing
+        out_f.append(idx[keep])
+        out_s.append(anchors[keep])
+    if not out_f:
+        return np.zeros((0, length), np.int64), np.zeros(0, np.int64)
+    return np.concatenate(out_f), np.concatenate(out_s)
+
+
+def _local_days(seconds: np.ndarray, tz: str | None) -> np.ndarray:
+    """Calendar day number (days since 1970-01-01) of each time, in zone `tz` (None = UTC)."""
+    s = np.asarray(seconds, dtype=np.int64)
+    if tz is None or tz.upper() == "UTC":
+        return s // _DAY
+    import pandas as pd
+
+    local = pd.to_datetime(s, unit="s", utc=True).tz_convert(tz).tz_localize(None)
+    days: np.ndarray = local.values.astype("datetime64[D]").astype(np.int64)
+    return days
+
+
+def _day_number(d: dt.date) -> int:
+    return (d - dt.date(1970, 1, 1)).days
+
+
+def _day_iso(n: int) -> str:
+    return (dt.date(1970, 1, 1) + dt.timedelta(days=int(n))).isoformat()
+
+
+def _stride_select(start: np.ndarray, stride_s: int, half: float) -> np.ndarray:
+    """Positions of windows (sorted by start) kept greedily at least `stride_s` apart."""
+    keep = []
+    last = None
+    for i, s in enumerate(start.tolist()):
+        if last is None or s >= last + stride_s - half:
+            keep.append(i)
+            last = s
+    return np.asarray(keep, dtype=np.int64)
+
+
+def _empty(length: int) -> Split:
+    z = np.zeros(0, np.int64)
+    return Split(np.zeros((0, length), np.int64), z, z)
+
+
+def split_windows(store: Store, cfg: DataConfig) -> Splits:
+    """Windows of each split of `store` under `cfg` (see the module docstring).
+
+    Raises
+    ------
+    DataError
+        If the store has no window at all (the message says how many frames it has and
+        a window needs).
+    ConfigError
+        If date ranges overlap or do not parse.
+    """
+    times = store.times
+    interval = store.interval_s
+    length = cfg.window
+    frames, start = find_windows(times, interval, length, cfg.max_missing)
+    if len(start) == 0:
+        raise DataError(_no_window_message(store, times, interval, cfg))
+    issue = np.where(
+        frames[:, cfg.in_frames - 1] >= 0,
+        times[np.maximum(frames[:, cfg.in_frames - 1], 0)],
+        start + (cfg.in_frames - 1) * interval,
+    )
+    every = Split(frames, start, issue)
+    end = start + (length - 1) * interval
+    tz = _calendar_zone(store)
+    first_day, last_day = _local_days(start, tz), _local_days(end, tz)
+    stride_s = cfg.window_stride * interval
+    half = interval / 2
+
+    def pick(mask: np.ndarray) -> Split:
+        sel = np.nonzero(mask)[0]
+        return every.subset(sel[_stride_select(start[sel], stride_s, half)])
+
+    ranges = {name: getattr(cfg, name) for name in SPLITS}
+    rainy = store.attrs.get("rainy_days")
+    if any(v is not None for v in ranges.values()):
+        bounds = _range_bounds(ranges)
+        parts = {
+            name: pick((first_day >= lo) & (last_day <= hi)) if (lo, hi) != (1, 0) else None
+            for name, (lo, hi) in bounds.items()
+        }
+        days = {
+            name: [_day_iso(lo) if lo > -(10**9) else "", _day_iso(hi) if hi < 10**9 else ""]
+            for name, (lo, hi) in bounds.items()
+            if (lo, hi) != (1, 0)
+        }
+        splits = {n: p if p is not None else _empty(length) for n, p in parts.items()}
+        given = ", ".join(f"--{n} {v}" for n, v in ranges.items() if v is not None)
+        return Splits(
+            splits["train"], splits["valid"], splits["test"], "ranges", f"date ranges {given}", days
+        )
+    if isinstance(rainy, dict) and all(isinstance(rainy.get(n), list) for n in SPLITS):
+        sets = {n: _day_set(rainy[n]) for n in SPLITS}
+        splits = {n: pick(np.isin(first_day, sets[n]) & np.isin(last_day, sets[n])) for n in SPLITS}
+        if len(splits["train"]):
+            note = (
+                "HKO-7 rainy-day lists ("
+                + ", ".join(f"{len(rainy[n])} {n}" for n in SPLITS)
+                + " days)"
+            )
+            return Splits(
+                splits["train"], splits["valid"], splits["test"], method="hko7", note=note
+            )
+    # 80/10/10 of the days with data, chronologically
+    data_days = np.unique(_local_days(times, tz))
+    n = len(data_days)
+    n_hold = max(1, round(0.1 * n))
+    if n - 2 * n_hold >= 1:
+        cut1, cut2 = data_days[n - 2 * n_hold], data_days[n - n_hold]
+        inf = 10**9
+        bounds = {
+            "train": (-inf, cut1 - 1),
+            "valid": (cut1, cut2 - 1),
+            "test": (cut2, inf),
+        }
+        splits = {
+            name: pick((first_day >= lo) & (last_day <= hi)) for name, (lo, hi) in bounds.items()
+        }
+        if all(len(s) for s in splits.values()):
+            counts = (n - 2 * n_hold, n_hold, n_hold)
+            days = {
+                name: [_day_iso(max(lo, data_days[0])), _day_iso(min(hi, data_days[-1]))]
+                for name, (lo, hi) in bounds.items()
+            }
+            note = "80/10/10 by day: {} train, {} validation, {} test days".format(*counts)
+            return Splits(splits["train"], splits["valid"], splits["test"], "days", note, days)
+    return _block_splits(every, pick(np.ones(len(start), bool)), interval, length, n)
+
+
+def _block_splits(every: Split, strided: Split, interval: int, length: int, n_days: int) -> Splits:
+    """Three contiguous blocks of windows (80/10/10), no frame shared; else training only."""
+    total = len(strided)
+    n_hold = max(1, round(0.1 * total))
+    span = (length - 1) * interval
+    s = strided.start
+    test_first = total - n_hold
+    # valid: the n_hold windows that end before the test block starts (no shared frame)
+    v_end = np.nonzero(s + span < s[test_first])[0] if test_first >= 0 else np.zeros(0, int)
+    if len(v_end) >= n_hold:
+        v_last = v_end[-1]
+        v_first = v_last - n_hold + 1
+        t_idx = np.nonzero(s + span < s[v_first])[0]
+        if len(t_idx):
+            idx = np.arange(total)
+            days = "day" if n_days == 1 else "days"
+            return Splits(
+                train=strided.subset(t_idx),
+                valid=strided.subset(idx[v_first : v_last + 1]),
+                test=strided.subset(idx[test_first:]),
+                method="blocks",
+                note=(
+                    f"the store spans {n_days} {days}, too few to split by day: three "
+                    f"contiguous blocks of its {total} windows instead"
+                ),
+            )
+    return Splits(
+        train=strided,
+        valid=_empty(length),
+        test=_empty(length),
+        method="train-only",
+        note=(
+            f"the store has {total} window(s), too few for training, validation and test "
+            "blocks: training only, without validation"
+        ),
+    )
+
+
+def _calendar_zone(store: Store) -> str | None:
+    """The zone whose calendar days split the store: HKO-7 lists are Hong Kong days."""
+    if isinstance(store.attrs.get("rainy_days"), dict):
+        tz = store.attrs.get("time_zone", {})
+        if isinstance(tz, dict) and isinstance(tz.get("file_names"), str):
+            return str(tz["file_names"])
+        return "Asia/Hong_Kong"
+    return None
+
+
+def _day_set(days: list[str]) -> np.ndarray:
+    return np.array([_day_number(dt.date.fromisoformat(d)) for d in days], dtype=np.int64)
+
+
+def _range_bounds(ranges: dict[str, str | None]) -> dict[str, tuple[int, int]]:
+    """Inclusive day-number bounds per split ((1, 0) = no range); overlap is an error."""
+    from nowcast_cli.errors import ConfigError
+
+    inf = 10**9
+    out: dict[str, tuple[int, int]] = {}
+    for name, text in ranges.items():
+        if text is None:
+            out[name] = (1, 0)
+            continue
+        lo, hi = parse_range(text, name)
+        out[name] = (_day_number(lo) if lo else -inf, _day_number(hi) if hi else inf)
+    given = [(n, b) for n, b in out.items() if b != (1, 0)]
+    for i, (a, (alo, ahi)) in enumerate(given):
+        for b, (blo, bhi) in given[i + 1 :]:
+            if alo <= bhi and blo <= ahi:
+                raise ConfigError(f"--{a} {ranges[a]} and --{b} {ranges[b]} overlap")
+    return out
+
+
+def _no_window_message(store: Store, times: np.ndarray, interval: int, cfg: DataConfig) -> str:
+    run = 0
+    if len(times):
+        breaks = np.nonzero(np.diff(times) > 1.5 * interval)[0]
+        edges = np.concatenate([[-1], breaks, [len(times) - 1]])
+        run = int(np.diff(edges).max())
+    return (
+        f"{store.path} has no training window: it has {len(times)} frame(s), at most {run} "
+        f"consecutive, and a window needs {cfg.window} consecutive frames (--in-frames "
+        f"{cfg.in_frames} + --out-frames {cfg.out_frames}) with at most {cfg.max_missing} "
+        "missing (--max-missing)"
+    )
+
+
+def make_splits(cfg: DataConfig, store_path: str | Path) -> Splits:
+    """Open the store, check its training copy and split its windows (see `split_windows`)."""
+    with Store.open(store_path) as store:
+        check_size(store, cfg.size)
+        splits = split_windows(store, cfg)
+    if cfg.valid_samples and len(splits.valid) > cfg.valid_samples:
+        pos = np.unique(np.linspace(0, len(splits.valid) - 1, cfg.valid_samples).round())
+        splits = dataclasses.replace(splits, valid=splits.valid.subset(pos.astype(np.int64)))
+    return splits
+
+
+class WindowDataset(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """The windows of a split as uint8 frames and bool masks, read straight from the store.
+
+    Item i is ``(frames, valid)``, both shaped (m + n, 1, S, S) (uint8 pixels, bool), a
+    missing frame all zero and not valid. Convert with ``frames / 255`` on the device: the
+    uint8 tensor is 4× smaller to move. Picklable: each process (a spawned data worker)
+    opens the store itself, and its reader keeps at most `cache_bytes` of decoded chunks.
+    """
+
+    def __init__(
+        self, store_path: str | Path, size: int, split: Split, cache_bytes: int = 256 * 2**20
+    ) -> None:
+        self.store_path = Path(store_path)
+        self.size = size
+        self.frames = split.frames
+        self.cache_bytes = cache_bytes
+        self._reader: Any = None
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._reader is None:
+            self._reader = Store.open(self.store_path).frame_reader(self.size, self.cache_bytes)
+        f, v = self._reader.read(self.frames[i])
+        return torch.from_numpy(f).unsqueeze(1), torch.from_numpy(v).unsqueeze(1)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_reader"] = None  # each process opens its own
+        return state
+
+
+def batch_order(
+    n: int, batch: int, seed: int, epoch: int, rank: int = 0, world: int = 1
+) -> list[list[int]]:
+    """The training batches of one epoch, as process `rank` of `world` sees them.
+
+    The epoch's order is a permutation of the n windows drawn from (seed, epoch) alone, cut
+    into global batches of `batch` (an incomplete last batch is dropped, so every step sees
+    the same batch size); process `rank` of `world` takes the rank-th contiguous slice of
+    each global batch. The global batches are the same for any `world`, which is what makes
+    a DistributedDataParallel run equal a single-process one.
+    """
+    g = np.random.default_rng([seed, epoch])
+    perm = g.permutation(n)
+    local = batch // world
+    out = []
+    for b in range(n // batch):
+        glob = perm[b * batch : (b + 1) * batch]
+        out.append(glob[rank * local : (rank + 1) * local].tolist())
+    return out
+
+
+class BatchSampler(torch.utils.data.Sampler[list[int]]):
+    """Batches of one process for global steps ``start_step`` … across epochs (resumable)."""
+
+    def __init__(
+        self,
+        n: int,
+        batch: int,
+        seed: int,
+        steps_per_epoch: int,
+        start_step: int,
+        stop_step: int,
+        rank: int = 0,
+        world: int = 1,
+    ) -> None:
+        self.args = (n, batch, seed, rank, world)
+        self.steps_per_epoch = steps_per_epoch
+        self.start, self.stop = start_step, stop_step
+
+    def __iter__(self) -> Iterator[list[int]]:
+        n, batch, seed, rank, world = self.args
+        step = self.start
+        while step < self.stop:
+            epoch, offset = divmod(step, self.steps_per_epoch)
+            order = batch_order(n, batch, seed, epoch, rank, world)
+            for b in order[offset:]:
+                if step >= self.stop:
+                    return
+                yield b
+                step += 1
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)

@@ -1,0 +1,166 @@
+"""Sample windows, splits and the loader (SPEC §4), on small generated stores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nowcast_cli.config import DataConfig
+from nowcast_cli.errors import ConfigError, DataError, StoreError
+from nowcast_cli.samples import (
+    WindowDataset,
+    batch_order,
+    find_windows,
+    make_splits,
+)
+from nowcast_cli.store import Store
+from tests.synthetic_store import make_store, regular_times
+
+T0 = 1_577_836_800  # 2020-01-01 00:00 UTC
+
+
+def test_windows_regular_and_across_a_gap() -> None:
+    t = T0 + 300 * np.array([0, 1, 2, 3, 4, 6, 7, 8, 9])  # slot 5 missing
+    frames, start = find_windows(t, 300, 4, max_missing=0)
+    # windows of 4 consecutive slots: starting at 0, 1 (up to slot 4) and 6 (6..9)
+    assert (start - T0).tolist() == [0, 300, 1800]
+    assert frames.tolist() == [[0, 1, 2, 3], [1, 2, 3, 4], [5, 6, 7, 8]]
+    frames, start = find_windows(t, 300, 4, max_missing=1)
+    assert ((start - T0) // 300).tolist() == [0, 1, 2, 3, 4, 6, 7]
+    row = frames[((start - T0) // 300).tolist().index(2)]  # slots 2, 3, 4, (5 missing)
+    assert row.tolist() == [2, 3, 4, -1]
+
+
+def test_hko_irregular_steps_count_as_consecutive() -> None:
+    # 6-minute product with a 5- and a 7-minute step: still 5 consecutive slots
+    t = T0 + 60 * np.array([0, 6, 11, 18, 24])
+    frames, _ = find_windows(t, 360, 5, max_missing=0)
+    assert frames.tolist() == [[0, 1, 2, 3, 4]]
+    # a frame 4 minutes off its slot (more than half an interval) is not that slot's frame
+    t2 = T0 + 60 * np.array([0, 6, 16, 18, 24])
+    frames2, _ = find_windows(t2, 360, 5, max_missing=0)
+    assert frames2.tolist() == []
+
+
+def _cfg(**kw) -> DataConfig:
+    base = {"size": 8, "in_frames": 3, "out_frames": 3}
+    return DataConfig(**{**base, **kw})
+
+
+def test_split_by_day_is_chronological_and_disjoint(tmp_path: Path) -> None:
+    path = make_store(tmp_path / "s.zarr", regular_times("2020-01-01", 288 * 10), size=8)
+    splits = make_splits(_cfg(), path)
+    assert splits.method == "days"
+    assert "8 train, 1 validation, 1 test days" in splits.note
+    day = 86_400
+    for name, (lo, hi) in {"train": (0, 8), "valid": (8, 9), "test": (9, 10)}.items():
+        s = splits[name]
+        assert len(s) > 0
+        assert s.start.min() >= T0 + lo * day
+        assert s.start.max() + 5 * 300 < T0 + hi * day  # whole windows inside the days
+    # non-overlapping by default (stride = 6 frames) and the issue time is the 3rd frame
+    assert np.all(np.diff(splits.train.start) >= 6 * 300)
+    assert np.array_equal(splits.test.issue_time, splits.test.start + 2 * 300)
+    again = make_splits(_cfg(), path)
+    assert np.array_equal(again.train.frames, splits.train.frames)
+
+
+def test_few_days_fall_back_to_blocks_then_to_training_only(tmp_path: Path) -> None:
+    path = make_store(tmp_path / "s.zarr", regular_times("2020-01-01", 120), size=8)
+    splits = make_splits(_cfg(stride=1), path)
+    assert splits.method == "blocks"
+    assert "too few to split by day" in splits.note
+    used = [set(splits[n].frames.ravel().tolist()) for n in ("train", "valid", "test")]
+    assert not (used[0] & used[1])
+    assert not (used[1] & used[2])
+    assert not (used[0] & used[2])
+    assert splits.valid.start.min() > splits.train.start.max()
+    assert splits.test.start.min() > splits.valid.start.max()
+    assert len(splits.test) == round(0.1 * (120 - 5))
+
+    small = make_store(tmp_path / "t.zarr", regular_times("2020-01-01", 8), size=8)
+    splits = make_splits(_cfg(), small)
+    assert splits.method == "train-only"
+    assert len(splits.train) == 1
+    assert len(splits.valid) == 0
+    assert "without validation" in splits.note
+
+
+def test_date_ranges_and_overlap(tmp_path: Path) -> None:
+    path = make_store(tmp_path / "s.zarr", regular_times("2020-01-01", 288 * 4), size=8)
+    splits = make_splits(_cfg(train="2020-01-01:2020-01-02", test="2020-01-04:"), path)
+    assert splits.method == "ranges"
+    assert len(splits.valid) == 0
+    assert splits.train.start.max() < T0 + 2 * 86_400
+    assert splits.test.start.min() >= T0 + 3 * 86_400
+    with pytest.raises(ConfigError, match="overlap"):
+        make_splits(_cfg(train="2020-01-01:2020-01-02", valid="2020-01-02:2020-01-03"), path)
+    with pytest.raises(ConfigError, match="not a date"):
+        _cfg(train="2020-01-01:tomorrow")
+
+
+def test_hko7_rainy_days_in_hong_kong_time(tmp_path: Path) -> None:
+    # frames every 6 min on 2015-01-07 00:00 .. 23:54 Hong Kong time (= 16:00 UTC the day before)
+    start = np.datetime64("2015-01-06T16:00", "s").astype(np.int64)
+    times = start + 360 * np.arange(240)
+    attrs = {
+        "source": "hko7",
+        "rainy_days": {"train": ["2015-01-07"], "valid": [], "test": [], "uncertain": []},
+        "time_zone": {"file_names": "Asia/Hong_Kong"},
+    }
+    path = make_store(tmp_path / "h.zarr", times, size=8, interval=360, attrs=attrs)
+    splits = make_splits(_cfg(), path)
+    assert splits.method == "hko7"
+    assert len(splits.train) == 240 // 6  # the whole local day, in UTC it spans two days
+
+
+def test_no_window_and_missing_size(tmp_path: Path) -> None:
+    path = make_store(tmp_path / "s.zarr", regular_times("2020-01-01", 5), size=8)
+    with pytest.raises(DataError, match=r"has 5 frame\(s\), at most 5 consecutive.*needs 6"):
+        make_splits(_cfg(), path)
+    with pytest.raises(StoreError, match=r"no 4×4 training copy.*--size 4"):
+        make_splits(_cfg(size=4), path)
+
+
+def test_dataset_reads_the_store_and_fills_missing(tmp_path: Path) -> None:
+    times = T0 + 300 * np.array([0, 1, 2, 4, 5, 6, 7, 8])
+    path = make_store(tmp_path / "s.zarr", times, size=8)
+    splits = make_splits(_cfg(max_missing=1, stride=1), path)
+    every = np.concatenate([splits[n].frames for n in ("train", "valid", "test")])
+    ds = WindowDataset(path, 8, splits.train, cache_bytes=100)  # smaller than a chunk
+    with Store.open(path) as store:
+        full_f, full_v = store.read(0, len(store), 8)
+    for i in range(len(ds)):
+        f, v = ds[i]
+        assert f.shape == (6, 1, 8, 8)
+        assert f.dtype.is_floating_point is False
+        for k, j in enumerate(splits.train.frames[i]):
+            if j < 0:
+                assert not f[k].any()
+                assert not v[k].any()
+            else:
+                assert np.array_equal(f[k, 0].numpy(), full_f[j])
+                assert np.array_equal(v[k, 0].numpy(), full_v[j])
+    assert (every < 0).any()  # the gap produced a window with a missing frame
+
+
+def test_reader_cache_stays_bounded(tmp_path: Path) -> None:
+    path = make_store(tmp_path / "s.zarr", regular_times("2020-01-01", 300), size=8)
+    with Store.open(path) as store:
+        reader = store.frame_reader(8, cache_bytes=3 * 64 * 64)
+        for start in range(0, 290, 7):
+            f, _ = reader.read(np.arange(start, start + 10))
+            assert np.array_equal(f, store.read(start, start + 10, 8)[0])
+            assert reader._held <= reader.cache_bytes
+
+
+def test_batch_order_shares_global_batches_between_processes() -> None:
+    single = batch_order(23, 4, seed=7, epoch=2)
+    assert len(single) == 5
+    assert all(len(b) == 4 for b in single)
+    assert len({i for b in single for i in b}) == 20
+    halves = [batch_order(23, 4, 7, 2, rank=r, world=2) for r in (0, 1)]
+    assert [a + b for a, b in zip(*halves, strict=True)] == single
+    assert batch_order(23, 4, 7, 3) != single

@@ -1,0 +1,225 @@
+"""The training engine: exact resume, Ctrl-C, NaN stop, DDP, logs, checkpoints, the CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from nowcast_cli.checkpoint import load_checkpoint, read_checkpoint
+from nowcast_cli.cli import app
+from nowcast_cli.config import load_config
+from nowcast_cli.errors import ConfigError, RunError, TrainingError
+from nowcast_cli.samples import make_splits
+from nowcast_cli.store import Store
+from nowcast_cli.train import configure, fit
+from tests.synthetic_store import make_store, regular_times
+
+runner = CliRunner()
+TINY = {
+    "model": "convlstm",
+    "loss": "ff-mse",
+    "layers": 1,
+    "hidden": 4,
+    "size": 8,
+    "in_frames": 3,
+    "out_frames": 3,
+    "batch": 4,
+    "stride": 4,
+    "epochs": 3,
+    "conv": "direct",
+}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    # 80 frames in one day: three blocks of windows (train 12 → 3 steps per epoch, valid 2, test 2)
+    path = tmp_path_factory.mktemp("train") / "syn.zarr"
+    return make_store(path, regular_times("2020-01-01T06:00", 80), size=8)
+
+
+def _run(store: Path, run: Path, progress=None, **kw) -> object:
+    cfg = configure({**TINY, "store": str(store), "run": str(run), **kw})
+    return fit(cfg, progress=progress)
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    return read_checkpoint(run / "last.pt")["model_state"]
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_exact_resume_after_a_cap_and_after_ctrl_c(store: Path, tmp_path: Path) -> None:
+    straight = _run(store, tmp_path / "a", max_steps=8, conv="auto")
+    assert straight.steps == 8
+    assert straight.status == "max-steps"
+    assert straight.planned_steps == 9  # 3 epochs × 3 steps: the schedule ignores the cap
+
+    _run(store, tmp_path / "b", max_steps=4, conv="auto")
+    resumed = fit(configure({"resume": True, "run": str(tmp_path / "b"), "max_steps": 8}))
+    assert resumed.steps == 8
+
+    def ctrl_c(event: dict) -> None:  # a real SIGINT after the 4th step
+        if event["event"] == "step" and event["step"] == 4:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    stopped = _run(store, tmp_path / "c", progress=ctrl_c, max_steps=8, conv="auto")
+    assert stopped.status == "interrupted"
+    assert stopped.steps == 4
+    assert read_checkpoint(tmp_path / "c" / "last.pt")["step"] == 4
+    fit(configure({"resume": True, "run": str(tmp_path / "c")}))
+
+    want = _weights(tmp_path / "a")
+    for run in ("b", "c"):
+        got = _weights(tmp_path / run)
+        assert all(torch.equal(want[k], got[k]) for k in want), run
+        a_rows = [r for r in _rows(tmp_path / "a" / "metrics.csv") if r["split"] == "train"]
+        r_rows = [r for r in _rows(tmp_path / run / "metrics.csv") if r["split"] == "train"]
+        assert [r["loss"] for r in a_rows] == [r["loss"] for r in r_rows]
+        assert [r["lr"] for r in a_rows] == [r["lr"] for r in r_rows]
+    # the run before the straight one differs: the test can fail
+    other = _run(store, tmp_path / "d", max_steps=8, conv="auto", seed=1)
+    assert not torch.equal(_weights(other.run_dir)["fc.weight"], want["fc.weight"])
+
+
+def test_resume_with_changed_options_names_them(store: Path, tmp_path: Path) -> None:
+    _run(store, tmp_path / "r", max_steps=1)
+    with pytest.raises(ConfigError, match=r"lr 0\.1 \(run: 0\.0005\); max-missing 1 \(run: 0\)"):
+        configure({"resume": True, "run": str(tmp_path / "r"), "lr": 0.1, "max_missing": 1})
+    assert configure({"resume": True, "run": str(tmp_path / "r"), "max_steps": 5}).max_steps == 5
+
+
+def test_frames_csv_matches_an_independent_computation(store: Path, tmp_path: Path) -> None:
+    result = _run(store, tmp_path / "f", epochs=1)
+    rows = _rows(tmp_path / "f" / "frames.csv")
+    assert {r["split"] for r in rows} == {"train", "valid"}
+    valid = [r for r in rows if r["split"] == "valid"]
+    assert [int(r["frame"]) for r in valid] == list(range(1, 6))
+    model, meta = load_checkpoint(result.last_checkpoint)
+    assert meta["step"] == 3
+    assert meta["conv_backend"] == "direct"
+    splits = make_splits(load_config({**TINY}).data, store)
+    with Store.open(store) as s:
+        frames, ok = s.read(0, len(s), 8)
+    idx = splits.valid.frames  # (N, 6)
+    x = frames[idx].astype(np.float32) / 255  # (N, 6, 8, 8)
+    v = ok[idx][:, 1:]
+    with torch.inference_mode():
+        pred = model(torch.from_numpy(x[:, :3, None]), 3).numpy()[:, :, 0]
+    err = np.abs(pred - x[:, 1:])
+    dx = (err * v).sum((2, 3)) / v.sum((2, 3))  # (N, 5) mean |e| over valid pixels
+    lo, hi = dx.min(1, keepdims=True), dx.max(1, keepdims=True)
+    w = ((dx - lo) / (hi - lo) + 0.01) ** 2
+    got_dx = np.array([float(r["delta_x"]) for r in valid])
+    got_w = np.array([float(r["weight"]) for r in valid])
+    np.testing.assert_allclose(got_dx, dx.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(got_w, w.mean(0), rtol=1e-4)
+    metrics = _rows(tmp_path / "f" / "metrics.csv")
+    assert [r["split"] for r in metrics] == ["train"] * 3 + ["valid"]
+    assert float(metrics[-1]["b_mse"]) > 0
+    assert metrics[-1]["b_mae"]
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_state(store: Path, tmp_path: Path) -> None:
+    with pytest.raises(TrainingError) as info:
+        _run(store, tmp_path / "n", lr=1e30, optimizer="adam", clip_value=0.0)
+    msg = str(info.value)
+    assert msg.startswith("loss is not finite")
+    assert "(epoch 1, batch " in msg
+    assert "windows starting 2020-01-01" in msg
+    ck = read_checkpoint(tmp_path / "n" / "last.pt")
+    assert all(torch.isfinite(t).all() for t in ck["model_state"].values())
+    assert f"at step {ck['step'] + 1} " in msg
+
+
+def test_two_processes_equal_one(store: Path, tmp_path: Path) -> None:
+    one = _run(store, tmp_path / "one", max_steps=3, epochs=1)
+    two = _run(store, tmp_path / "two", max_steps=3, epochs=1, devices=2)
+    assert two.world_size == 2
+    assert two.steps == 3
+    a, b = _weights(one.run_dir), _weights(two.run_dir)
+    assert all(torch.allclose(a[k], b[k], rtol=1e-5, atol=1e-6) for k in a)
+    va = [r for r in _rows(one.run_dir / "metrics.csv") if r["split"] == "valid"]
+    vb = [r for r in _rows(two.run_dir / "metrics.csv") if r["split"] == "valid"]
+    assert float(va[0]["loss"]) == pytest.approx(float(vb[0]["loss"]), rel=1e-5)
+
+
+def test_checkpoint_errors(store: Path, tmp_path: Path) -> None:
+    result = _run(store, tmp_path / "k", max_steps=1)
+    with pytest.raises(RunError, match="a checkpoint of model 'convlstm', not 'predrnn'"):
+        load_checkpoint(result.last_checkpoint, model="predrnn")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(RunError, match="not a readable nowcast checkpoint"):
+        load_checkpoint(junk)
+    data = read_checkpoint(result.last_checkpoint)
+    data["version"] = 99
+    torch.save(data, tmp_path / "future.pt")
+    with pytest.raises(RunError, match="checkpoint format 99"):
+        load_checkpoint(tmp_path / "future.pt")
+    with pytest.raises(ConfigError, match="no parameters to train"):
+        _run(store, tmp_path / "p", model="persistence")
+
+
+def test_config_file_and_command_line(tmp_path: Path) -> None:
+    toml = tmp_path / "c.toml"
+    toml.write_text('model = "predrnn"\nin-frames = 4\nlr = 1\n[data]\npath = "x"\n')
+    cfg = load_config({"lr": 0.01}, toml)
+    assert (cfg.model, cfg.data.in_frames, cfg.lr) == ("predrnn", 4, 0.01)
+    toml.write_text("learning_rate = 0.1\n")
+    with pytest.raises(ConfigError, match="unknown option 'learning_rate'"):
+        load_config({}, toml)
+    with pytest.raises(ConfigError, match="batch 6 must be a multiple of devices 4"):
+        load_config({"batch": 6, "devices": 4})
+
+
+def _error_line(result) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    return lines[-1]
+
+
+def test_cli_on_real_dwd_sample(in_tmp: Path, ry_dir: Path) -> None:
+    # SPEC §1's first two lines on 13 real RY frames (ingested at 16×16 to stay fast)
+    ing = runner.invoke(app, ["ingest", "dwd", str(ry_dir), "--size", "16", "--quiet"])
+    assert ing.exit_code == 0, ing.output
+    args = ["train", "--model", "convlstm", "--loss", "ff-mse", "--size", "16", "--layers", "1"]
+    args += ["--hidden", "4", "--in-frames", "2", "--out-frames", "2", "--batch", "1"]
+    res = runner.invoke(app, [*args, "--max-steps", "2", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["status"] == "max-steps"
+    assert out["steps"] == 2
+    assert "three contiguous blocks" in out["split_note"]
+    run = Path(out["run_dir"])
+    assert run.parent == in_tmp / "runs"
+    assert run.name.startswith("convlstm-ff-mse-")
+    assert {p.name for p in run.iterdir()} >= {
+        "config.toml",
+        "metrics.csv",
+        "frames.csv",
+        "last.pt",
+    }
+    listed = json.loads(runner.invoke(app, ["list", "runs", "--json"]).stdout)
+    assert [(r["model"], r["loss"], r["steps"]) for r in listed] == [("convlstm", "ff-mse", 2)]
+    info = json.loads(runner.invoke(app, ["info", str(run), "--json"]).stdout)
+    assert info["store"].endswith("dwd.zarr")
+    assert info["checkpoints"][0] == "last.pt"
+    # bad input: one line each
+    line = _error_line(runner.invoke(app, [*args, "--in-frames", "12"]))
+    assert "has 13 frame(s), at most 13 consecutive, and a window needs 14" in line
+    line = _error_line(runner.invoke(app, ["train", "--model", "convlstm", "--loss", "ff-mes"]))
+    assert line.startswith("Error: unknown loss 'ff-mes'. Did you mean 'ff-mse'?")
+    line = _error_line(runner.invoke(app, ["train", "--resume", "--lr", "1"]))
+    assert "options differ from the run's: lr 1.0 (run: 0.0005)" in line
