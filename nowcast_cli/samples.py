@@ -38,6 +38,7 @@ from nowcast_cli.errors import DataError, StoreError
 from nowcast_cli.store import Store, iso
 
 __all__ = [
+    "MIX_BLOCKS",
     "SPLITS",
     "Split",
     "Splits",
@@ -47,6 +48,7 @@ __all__ = [
     "find_windows",
     "make_splits",
     "split_windows",
+    "window_blocks",
 ]
 
 SPLITS = ("train", "valid", "test")
@@ -433,8 +435,26 @@ class WindowDataset(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]])
         return state
 
 
+#: time chunks whose windows are shuffled together (see `batch_order`)
+MIX_BLOCKS = 16
+
+
+def window_blocks(split: Split, chunk_frames: int) -> np.ndarray:
+    """The time chunk of the store that holds each window's first present frame, (N,) int64."""
+    first = np.where(split.frames >= 0, split.frames, np.iinfo(np.int64).max).min(axis=1)
+    blocks: np.ndarray = first // max(1, chunk_frames)
+    return blocks
+
+
 def batch_order(
-    n: int, batch: int, seed: int, epoch: int, rank: int = 0, world: int = 1
+    n: int,
+    batch: int,
+    seed: int,
+    epoch: int,
+    rank: int = 0,
+    world: int = 1,
+    blocks: np.ndarray | None = None,
+    mix: int = MIX_BLOCKS,
 ) -> list[list[int]]:
     """The training batches of one epoch, as process `rank` of `world` sees them.
 
@@ -443,9 +463,23 @@ def batch_order(
     the same batch size); process `rank` of `world` takes the rank-th contiguous slice of
     each global batch. The global batches are the same for any `world`, which is what makes
     a DistributedDataParallel run equal a single-process one.
+
+    With `blocks` (the store's time chunk of each window, `window_blocks`), the permutation
+    is chunk-local: the chunks are visited in random order, `mix` at a time, and the windows
+    of those `mix` chunks are shuffled together. Every window still comes once per epoch and
+    every batch mixes windows from up to `mix` distant parts of the archive, but each chunk
+    is read and decoded about once per epoch instead of once or twice per window: the loader
+    then keeps pace on archives far larger than its cache (which must hold `mix` chunks).
     """
     g = np.random.default_rng([seed, epoch])
-    perm = g.permutation(n)
+    if blocks is None:
+        perm = g.permutation(n)
+    else:
+        ids, which = np.unique(np.asarray(blocks)[:n], return_inverse=True)
+        position = np.empty(len(ids), dtype=np.int64)
+        position[g.permutation(len(ids))] = np.arange(len(ids))
+        group = position[which] // max(1, mix)  # the chunks shuffled together
+        perm = np.lexsort((g.random(n), group))  # by group, at random within a group
     local = batch // world
     out = []
     for b in range(n // batch):
@@ -467,8 +501,10 @@ class BatchSampler(torch.utils.data.Sampler[list[int]]):
         stop_step: int,
         rank: int = 0,
         world: int = 1,
+        blocks: np.ndarray | None = None,
     ) -> None:
         self.args = (n, batch, seed, rank, world)
+        self.blocks = blocks
         self.steps_per_epoch = steps_per_epoch
         self.start, self.stop = start_step, stop_step
 
@@ -477,7 +513,7 @@ class BatchSampler(torch.utils.data.Sampler[list[int]]):
         step = self.start
         while step < self.stop:
             epoch, offset = divmod(step, self.steps_per_epoch)
-            order = batch_order(n, batch, seed, epoch, rank, world)
+            order = batch_order(n, batch, seed, epoch, rank, world, self.blocks)
             for b in order[offset:]:
                 if step >= self.stop:
                     return

@@ -307,6 +307,11 @@ class Store:
             raise StoreError(f"{self.path}: no {size}x{size} copy (has {have})")
         return self.group[f"coarse/{size}"]  # type: ignore[return-value]
 
+    def chunk_frames(self, size: int | None = None) -> int:
+        """Frames per time chunk of the full-resolution frames or of the `size` training copy."""
+        g = self.group if size is None else self._coarse(size)
+        return int(_arr(g, "frames").chunks[0])
+
     def frame_reader(self, size: int | None = None, cache_bytes: int = 256 * 2**20) -> FrameReader:
         """A reader of arbitrary committed frames that decodes each time chunk once.
 

@@ -64,7 +64,13 @@ from nowcast_cli.config import (
     read_toml,
 )
 from nowcast_cli.errors import ConfigError, DataError, RunError, TrainingError
-from nowcast_cli.samples import BatchSampler, Splits, WindowDataset, make_splits
+from nowcast_cli.samples import (
+    BatchSampler,
+    Splits,
+    WindowDataset,
+    make_splits,
+    window_blocks,
+)
 from nowcast_cli.store import Store, iso, resolve_store
 
 __all__ = ["RunResult", "configure", "fit"]
@@ -117,6 +123,7 @@ class Plan:
     stop_step: int
     device: str  # "cpu" or "cuda"
     resume: bool
+    blocks: np.ndarray  # time chunk of each training window (chunk-local shuffling)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -185,9 +192,10 @@ def _plan(cfg: TrainConfig) -> Plan:
     model_name, loss_name = cfg.model.lower(), cfg.loss.lower()
     device = _device(cfg)
     store_path = resolve_store(cfg.data.store).resolve()
+    splits = make_splits(cfg.data, store_path)  # checks the training copy exists
     with Store.open(store_path) as store:
         zr = store.zr
-    splits = make_splits(cfg.data, store_path)
+        blocks = window_blocks(splits.train, store.chunk_frames(cfg.data.size))
     n_train = len(splits.train)
     spe = n_train // cfg.batch
     if spe == 0:
@@ -208,7 +216,7 @@ def _plan(cfg: TrainConfig) -> Plan:
             if runs.is_run(run_dir):
                 raise RunError(f"{run_dir}: already a run (add --resume to continue it)")
             run_dir.mkdir(parents=True, exist_ok=True)
-    return Plan(cfg, run_dir, store_path, zr, splits, spe, total, stop, device, cfg.resume)
+    return Plan(cfg, run_dir, store_path, zr, splits, spe, total, stop, device, cfg.resume, blocks)
 
 
 def _write_config(plan: Plan) -> None:
@@ -593,7 +601,7 @@ class _Trainer:
         workers = cfg.workers if cfg.workers is not None else (2 if cuda else 0)
         sampler = BatchSampler(
             len(dataset), cfg.batch, cfg.seed, plan.steps_per_epoch, self.step,
-            plan.stop_step, self.rank, self.world,
+            plan.stop_step, self.rank, self.world, plan.blocks,
         )  # fmt: skip
         return torch.utils.data.DataLoader(
             dataset,
@@ -807,7 +815,8 @@ def _batch_starts(plan: Plan, step: int) -> np.ndarray:
     from nowcast_cli.samples import batch_order
 
     epoch, offset = divmod(step, plan.steps_per_epoch)
-    order = batch_order(len(plan.splits.train), plan.cfg.batch, plan.cfg.seed, epoch)
+    n, cfg = len(plan.splits.train), plan.cfg
+    order = batch_order(n, cfg.batch, cfg.seed, epoch, blocks=plan.blocks)
     return plan.splits.train.start[order[offset]]
 
 

@@ -10,10 +10,12 @@ import pytest
 from nowcast_cli.config import DataConfig
 from nowcast_cli.errors import ConfigError, DataError, StoreError
 from nowcast_cli.samples import (
+    MIX_BLOCKS,
     WindowDataset,
     batch_order,
     find_windows,
     make_splits,
+    window_blocks,
 )
 from nowcast_cli.store import Store
 from tests.synthetic_store import make_store, regular_times
@@ -164,3 +166,40 @@ def test_batch_order_shares_global_batches_between_processes() -> None:
     halves = [batch_order(23, 4, 7, 2, rank=r, world=2) for r in (0, 1)]
     assert [a + b for a, b in zip(*halves, strict=True)] == single
     assert batch_order(23, 4, 7, 3) != single
+
+
+def test_chunk_local_order_visits_each_window_once_and_mixes_chunks() -> None:
+    blocks = np.repeat(np.arange(40), 8)  # 40 time chunks of 8 windows each
+    order = batch_order(len(blocks), 4, seed=3, epoch=0, blocks=blocks, mix=4)
+    flat = [i for b in order for i in b]
+    assert sorted(flat) == list(range(len(blocks)))  # every window once
+    for g in range(10):  # consecutive groups of 4 chunks × 8 windows
+        assert len(set(blocks[flat[32 * g : 32 * (g + 1)]])) == 4
+    mixed = sum(len(set(blocks[b])) > 1 for b in order)
+    assert mixed > len(order) // 2  # batches draw from several chunks, not one
+    halves = [batch_order(len(blocks), 4, 3, 0, r, 2, blocks=blocks, mix=4) for r in (0, 1)]
+    assert [a + b for a, b in zip(*halves, strict=True)] == order
+    assert batch_order(len(blocks), 4, 3, 1, blocks=blocks, mix=4) != order
+
+
+def test_chunk_local_order_decodes_each_chunk_about_once(tmp_path: Path) -> None:
+    path = make_store(tmp_path / "s.zarr", regular_times("2020-01-01", 640), size=8)
+    split = make_splits(DataConfig(size=8, in_frames=3, out_frames=3, stride=2), path).train
+    with Store.open(path) as store:
+        chunk_t = store.chunk_frames(8)
+        blocks = window_blocks(split, chunk_t)
+        reader = store.frame_reader(8, cache_bytes=2 * 2 * (MIX_BLOCKS + 2) * chunk_t * 64)
+        decoded: list[tuple[int, int]] = []
+        real = reader._decode
+
+        def counting(which: int, c: int) -> np.ndarray:
+            decoded.append((which, c))
+            return real(which, c)
+
+        reader._decode = counting  # type: ignore[method-assign]
+        for batch in batch_order(len(split), 4, 0, 0, blocks=blocks):
+            for i in batch:
+                reader.read(split.frames[i])
+    n_chunks = 640 // chunk_t
+    # frames and valid of every chunk, plus a few re-reads where windows straddle two chunks
+    assert len(decoded) <= 2 * n_chunks * 1.5
