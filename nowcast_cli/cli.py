@@ -142,6 +142,14 @@ def ingest(
     mask_root: Annotated[
         Path | None, typer.Option(help="Folder of the per-frame mask files (hko7).")
     ] = None,
+    crop: Annotated[
+        str | None,
+        typer.Option(
+            metavar="X0,Y0,X1,Y1",
+            help="Square region (pixels, row 0 at the top, ends exclusive) the training copy "
+            "covers; by default the largest centred square.",
+        ),
+    ] = None,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -163,6 +171,7 @@ def ingest(
             strict=strict,
             workers=workers,
             sizes=(size,),
+            crop=crop,
             reader_options=options,
             progress=bar.update,
         )
@@ -300,7 +309,8 @@ def info(
     )
     t.add_row("units", s["units"])
     t.add_row("Z–R", f"Z = {s['zr']['a']} R^{s['zr']['b']}")
-    t.add_row("training copies", ", ".join(f"{n}×{n}" for n in s["coarse_sizes"]) or "none")
+    copies = [f"{c['size']}×{c['size']} of the {c['description']}" for c in s["coarse"]]
+    t.add_row("training copies", "; ".join(copies) or "none")
     if s["uncommitted"]:
         t.add_row("interrupted", f"{s['uncommitted']} uncommitted frames (re-run ingest to resume)")
     t.add_row("attribution", str(s["attribution"]))
