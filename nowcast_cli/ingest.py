@@ -18,6 +18,7 @@ Bad files are reported and skipped; ``strict`` turns any of them into an error.
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import os
 import tempfile
 import time as _time
@@ -210,15 +211,30 @@ def ingest(
 
 
 def _make_reader(source: str, options: dict[str, Any]) -> Reader:
-    try:
-        return create_reader(source, **options)
-    except TypeError as exc:
-        bad = ", ".join(f"--{k.replace('_', '-')}" for k in options)
-        raise ConfigError(f"option {bad} does not apply to source {source!r} ({exc})") from None
+    """Create the reader; options it does not take are an error naming them (never ignored)."""
+    cls = READERS.get(source)
+    init = cls.__init__
+    params = {} if init is object.__init__ else dict(inspect.signature(init).parameters)
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    bad = [k for k in options if k not in params or k == "self"] if not takes_any else []
+    if bad:
+        flags = ", ".join(f"--{k.replace('_', '-')}" for k in bad)
+        own = [f"--{k.replace('_', '-')}" for k in params if k != "self"]
+        valid = f" (its options: {', '.join(own)})" if own else " (it takes no options)"
+        raise ConfigError(f"option {flags} does not apply to source {cls.name!r}{valid}")
+    return create_reader(source, **options)
 
 
 def _check_existing(store: Store, reader: Reader, options: dict[str, Any], box: Box | None) -> None:
     """Options that would change how an existing store's frames are made must match it."""
+    if "zr" in options:
+        zr = reader.store_attrs()["zr"]
+        want = (float(zr["a"]), float(zr["b"]))
+        if want != store.zr:
+            raise ConfigError(
+                f"{store.path} converts with Z = {store.zr[0]:g} R^{store.zr[1]:g}; "
+                f"--zr {want[0]:g},{want[1]:g} differs (use another --out, or drop --zr)"
+            )
     if box is None:
         return
     for size in store.sizes:
