@@ -142,6 +142,38 @@ def ingest(
     mask_root: Annotated[
         Path | None, typer.Option(help="Folder of the per-frame mask files (hko7).")
     ] = None,
+    var: Annotated[
+        str | None,
+        typer.Option(help="Variable to read (netcdf; default: the one marked as precipitation)."),
+    ] = None,
+    units: Annotated[
+        str | None,
+        typer.Option(
+            help="Units of that variable when the file's are missing or wrong (netcdf): mm, "
+            "kg m-2 (amounts per time step), mm/h, kg m-2 s-1, m/s (rates), dBZ."
+        ),
+    ] = None,
+    interval: Annotated[
+        float | None,
+        typer.Option(
+            metavar="MINUTES",
+            help="Accumulation period / product interval when the file does not state it (netcdf).",
+        ),
+    ] = None,
+    zr: Annotated[
+        str | None,
+        typer.Option(
+            metavar="A,B", help="Z–R coefficients of Z = a R^b (netcdf; default 200,1.6)."
+        ),
+    ] = None,
+    crop: Annotated[
+        str | None,
+        typer.Option(
+            metavar="X0,Y0,X1,Y1",
+            help="Square region (pixels, row 0 at the top, ends exclusive) the training copy "
+            "covers; by default the largest centred square.",
+        ),
+    ] = None,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -149,11 +181,9 @@ def ingest(
     _modes(quiet, as_json)
     from nowcast_cli.ingest import ingest as run_ingest
 
-    options: dict[str, Any] = {}
-    if timezone is not None:
-        options["timezone"] = timezone
-    if mask_root is not None:
-        options["mask_root"] = mask_root
+    given: dict[str, Any] = {"timezone": timezone, "mask_root": mask_root, "var": var}
+    given.update(units=units, interval=interval, zr=zr)
+    options = {k: v for k, v in given.items() if v is not None}  # absent: the reader's default
     with _Progress(enabled=not (_State.quiet or _State.as_json)) as bar:
         report = run_ingest(
             source,
@@ -163,6 +193,7 @@ def ingest(
             strict=strict,
             workers=workers,
             sizes=(size,),
+            crop=crop,
             reader_options=options,
             progress=bar.update,
         )
@@ -512,7 +543,8 @@ def info(
     )
     t.add_row("units", s["units"])
     t.add_row("Z–R", f"Z = {s['zr']['a']} R^{s['zr']['b']}")
-    t.add_row("training copies", ", ".join(f"{n}×{n}" for n in s["coarse_sizes"]) or "none")
+    copies = [f"{c['size']}×{c['size']} of the {c['description']}" for c in s["coarse"]]
+    t.add_row("training copies", "; ".join(copies) or "none")
     if s["uncommitted"]:
         t.add_row("interrupted", f"{s['uncommitted']} uncommitted frames (re-run ingest to resume)")
     t.add_row("attribution", str(s["attribution"]))

@@ -18,6 +18,7 @@ Bad files are reported and skipped; ``strict`` turns any of them into an error.
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import os
 import tempfile
 import time as _time
@@ -32,6 +33,7 @@ import numpy as np
 
 from nowcast_cli import __version__
 from nowcast_cli.errors import ConfigError, DataError, StoreError
+from nowcast_cli.grid import Box, parse_box
 from nowcast_cli.io import READERS, create_reader
 from nowcast_cli.io.base import BadFileError, Failure, FrameInfo, Item, Reader, Scanned
 from nowcast_cli.resample import Coarsener
@@ -96,6 +98,7 @@ def ingest(
     strict: bool = False,
     workers: int | None = None,
     sizes: tuple[int, ...] = (120,),
+    crop: str | tuple[int, int, int, int] | None = None,
     reader_options: dict[str, Any] | None = None,
     progress: Progress | None = None,
 ) -> IngestReport:
@@ -117,6 +120,10 @@ def ingest(
         Worker threads for scanning and decoding (default: all cores; 1 = no pool).
     sizes : tuple of int
         Training-resolution copies to maintain in a new store.
+    crop : str or tuple of int, optional
+        Square region ``x0,y0,x1,y1`` (pixels of the full grid, row 0 at the top, ends
+        exclusive) the training copies of a new store cover; default: the largest centred
+        square. For an existing store it must equal the recorded region.
     reader_options : dict, optional
         Source-specific options (e.g. ``timezone`` for hko7).
     progress : callable, optional
@@ -137,10 +144,13 @@ def ingest(
             raise DataError(f"{r}: no such file or directory")
     if any(s < 1 for s in sizes):
         raise ConfigError(f"training sizes must be positive, got {sizes}")
+    box = parse_box(crop) if crop is not None else None
     out_path = Path(out) if out is not None else default_store_path(reader_cls.name)
     report = IngestReport(store=out_path, source=reader_cls.name)
     store = _open_or_check(out_path)
     try:
+        if store is not None:
+            _check_existing(store, reader, reader_options or {}, box)
         files = reader.candidates(roots)
         if not files:
             raise DataError(f"no files found in {', '.join(map(str, roots))}")
@@ -171,6 +181,7 @@ def ingest(
                     grid=todo[0].info.grid,
                     sizes=tuple(sizes),
                     static=reader.static_arrays(),
+                    crop=box,
                 )
                 report.created = True
             if store is not None and todo:
@@ -200,11 +211,45 @@ def ingest(
 
 
 def _make_reader(source: str, options: dict[str, Any]) -> Reader:
-    try:
-        return create_reader(source, **options)
-    except TypeError as exc:
-        bad = ", ".join(f"--{k.replace('_', '-')}" for k in options)
-        raise ConfigError(f"option {bad} does not apply to source {source!r} ({exc})") from None
+    """Create the reader; options it does not take are an error naming them (never ignored)."""
+    cls = READERS.get(source)
+    init = cls.__init__
+    params = {} if init is object.__init__ else dict(inspect.signature(init).parameters)
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    bad = [k for k in options if k not in params or k == "self"] if not takes_any else []
+    if bad:
+        flags = ", ".join(f"--{k.replace('_', '-')}" for k in bad)
+        own = [f"--{k.replace('_', '-')}" for k in params if k != "self"]
+        valid = f" (its options: {', '.join(own)})" if own else " (it takes no options)"
+        raise ConfigError(f"option {flags} does not apply to source {cls.name!r}{valid}")
+    return create_reader(source, **options)
+
+
+def _check_existing(store: Store, reader: Reader, options: dict[str, Any], box: Box | None) -> None:
+    """Options that would change how an existing store's frames are made must match it."""
+    if "zr" in options:
+        zr = reader.store_attrs()["zr"]
+        want = (float(zr["a"]), float(zr["b"]))
+        if want != store.zr:
+            raise ConfigError(
+                f"{store.path} converts with Z = {store.zr[0]:g} R^{store.zr[1]:g}; "
+                f"--zr {want[0]:g},{want[1]:g} differs (use another --out, or drop --zr)"
+            )
+    if box is None:
+        return
+    for size in store.sizes:
+        have = store.crop(size)
+        if have is None:
+            raise ConfigError(
+                f"{store.path} was made before crop regions were recorded: its {size}x{size} "
+                "copy stretches the whole grid and --crop cannot change it (use another --out)"
+            )
+        if have != box:
+            raise ConfigError(
+                f"{store.path}: its {size}x{size} copy covers "
+                f"{','.join(map(str, have.as_list()))}; --crop "
+                f"{','.join(map(str, box.as_list()))} differs (use another --out, or drop --crop)"
+            )
 
 
 def _open_or_check(path: Path) -> Store | None:
@@ -316,7 +361,10 @@ def _write(
     """Decode `todo` in parallel and append it in order, one chunk-aligned batch at a time."""
     zr = store.zr
     sizes = tuple(store.sizes)
-    jobs = [(reader, s.item, s.info, zr, sizes) for s in todo]
+    # the region each copy covers; None (a store from before regions were recorded) stretches
+    # the whole grid, as that store's earlier frames were made
+    boxes = tuple(store.crop(s) for s in sizes)
+    jobs = [(reader, s.item, s.info, zr, sizes, boxes) for s in todo]
     buf: list[tuple[int, np.ndarray, np.ndarray, dict[int, tuple[np.ndarray, np.ndarray]]]] = []
 
     def flush() -> None:
@@ -352,7 +400,7 @@ def _write(
 
 
 # -- worker side -----------------------------------------------------------------------------
-_COARSENERS: dict[tuple[tuple[int, int], int, tuple[float, float]], Coarsener] = {}
+_COARSENERS: dict[tuple[tuple[int, int], int, tuple[float, float], Box | None], Coarsener] = {}
 
 
 def _scan_one(reader: Reader, path: Path, workdir: Path) -> list[Scanned | Failure]:
@@ -360,7 +408,12 @@ def _scan_one(reader: Reader, path: Path, workdir: Path) -> list[Scanned | Failu
 
 
 def _decode_one(
-    reader: Reader, item: Item, info: FrameInfo, zr: tuple[float, float], sizes: tuple[int, ...]
+    reader: Reader,
+    item: Item,
+    info: FrameInfo,
+    zr: tuple[float, float],
+    sizes: tuple[int, ...],
+    boxes: tuple[Box | None, ...],
 ) -> (
     Failure
     | tuple[int, np.ndarray, np.ndarray, dict[int, tuple[np.ndarray, np.ndarray]], list[Failure]]
@@ -374,10 +427,10 @@ def _decode_one(
             item.name, f"frame shape {pix.shape} differs from its header {info.grid.shape}"
         )
     coarse = {}
-    for size in sizes:
-        key = (info.grid.shape, size, zr)
+    for size, box in zip(sizes, boxes, strict=True):
+        key = (info.grid.shape, size, zr, box)
         if key not in _COARSENERS:
-            _COARSENERS[key] = Coarsener(info.grid.shape, size, zr)
+            _COARSENERS[key] = Coarsener(info.grid.shape, size, zr, box)
         coarse[size] = _COARSENERS[key](pix, valid)
     warns = [Failure(item.name, w) for w in notes]
     return info.time, pix, valid, coarse, warns

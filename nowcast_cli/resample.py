@@ -4,6 +4,11 @@ A coarse cell's rain rate is the area-weighted mean of the rain rates of the fin
 covers (fractional overlaps included, so 900 → 120 works), over valid pixels only; the cell is
 valid when at least half of its area is valid. Averaging rain rate rather than pixel values keeps
 the mean precipitation of the area (pixel values are logarithmic in rain rate).
+
+The copy covers a region of the frame (`nowcast_cli.grid.Box`, by default the whole frame). Ingest
+passes a square region (the largest centred square unless the user chose one) so that the coarse
+cells stay square; a non-square region is stretched, which only stores made before crop regions
+were recorded still do.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from numba import njit
 
 from nowcast_cli import encoding
 from nowcast_cli.errors import ConfigError
+from nowcast_cli.grid import Box
 
 
 def area_weights(n_in: int, n_out: int) -> np.ndarray:
@@ -40,16 +46,29 @@ class Coarsener:
         Coarse frame edge (square output).
     zr : tuple of float
         Z–R coefficients (a, b) of the store.
+    box : Box, optional
+        Region of the frame the copy covers (default: the whole frame).
     """
 
-    def __init__(self, shape: tuple[int, int], size: int, zr: tuple[float, float]) -> None:
-        if not 1 <= size <= min(shape):
+    def __init__(
+        self,
+        shape: tuple[int, int],
+        size: int,
+        zr: tuple[float, float],
+        box: Box | None = None,
+    ) -> None:
+        box = box or Box(0, 0, shape[1], shape[0])
+        if not (0 <= box.x0 < box.x1 <= shape[1] and 0 <= box.y0 < box.y1 <= shape[0]):
+            raise ConfigError(f"region {box.as_list()} is not inside the {shape} frame")
+        if not 1 <= size <= min(box.height, box.width):
             raise ConfigError(
-                f"training size {size} must be between 1 and {min(shape)} for {shape}"
+                f"training size {size} must be between 1 and "
+                f"{min(box.height, box.width)} for a {box.height}x{box.width} region"
             )
         self.size = size
-        self.y = _split(area_weights(shape[0], size))
-        self.x = _split(area_weights(shape[1], size))
+        self.box = box
+        self.y = _split(area_weights(box.height, size))
+        self.x = _split(area_weights(box.width, size))
         self.rates = encoding.rate_table(*zr)
         self.zr = zr
         # pixel of each coarse rate is found by bisection on the rate of each pixel edge
@@ -64,6 +83,8 @@ class Coarsener:
         _accumulate(
             np.ascontiguousarray(pixels, dtype=np.uint8),
             np.ascontiguousarray(valid, dtype=np.bool_),
+            self.box.y0,
+            self.box.x0,
             self.rates,
             *self.y,
             *self.x,
@@ -73,8 +94,8 @@ class Coarsener:
         ok = den >= 0.5 - 1e-9
         rate = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
         # encode: P = floor(255 (dBZ + 10)/70 + 0.5) is monotone in R, so search the pixel edges
-        pix = np.searchsorted(self.edges, rate.astype(np.float64), side="right").astype(np.uint8)
-        pix[~ok | (rate <= 0)] = 0
+        pix = np.empty((self.size, self.size), np.uint8)
+        _encode(rate, ok, self.edges, pix)
         return pix, ok
 
 
@@ -100,6 +121,8 @@ def _split(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
 def _accumulate(
     pix: np.ndarray,
     valid: np.ndarray,
+    r0: int,
+    c0: int,
     rates: np.ndarray,
     iy0: np.ndarray,
     wy0: np.ndarray,
@@ -115,9 +138,11 @@ def _accumulate(
     """Area-weighted sums of rain rate (num) and of valid area (den) per coarse cell.
 
     Separable: each fine row is first summed into the coarse columns, then that row sum is
-    spread over the (at most two) coarse rows the fine row overlaps.
+    spread over the (at most two) coarse rows the fine row overlaps. Only the region starting at
+    row r0, column c0 with as many rows and columns as the weight tables is read.
     """
-    rows, cols = pix.shape
+    rows = iy0.shape[0]
+    cols = ix0.shape[0]
     size_x = num.shape[1]
     row_num = np.empty(size_x)
     row_den = np.empty(size_x)
@@ -125,8 +150,8 @@ def _accumulate(
         row_num[:] = 0.0
         row_den[:] = 0.0
         for c in range(cols):
-            if valid[r, c]:
-                x = rates[pix[r, c]]
+            if valid[r0 + r, c0 + c]:
+                x = rates[pix[r0 + r, c0 + c]]
                 j, w = ix0[c], wx0[c]
                 row_num[j] += w * x
                 row_den[j] += w
@@ -145,3 +170,29 @@ def _accumulate(
             for j in range(size_x):
                 num[a, j] += b * row_num[j]
                 den[a, j] += b * row_den[j]
+
+
+@njit(cache=True, nogil=True)
+def _encode(
+    rate: np.ndarray, ok: np.ndarray, edges: np.ndarray, out: np.ndarray
+) -> None:  # pragma: no cover - compiled
+    """Pixel of each coarse rain rate: ``searchsorted(edges, rate, side="right")``.
+
+    0 where not valid or dry. A binary search per cell: numpy's searchsorted on a 120x120 frame
+    took most of the coarsening time.
+    """
+    n = edges.shape[0]
+    for i in range(rate.shape[0]):
+        for j in range(rate.shape[1]):
+            r = rate[i, j]
+            if not ok[i, j] or not r > 0.0:
+                out[i, j] = 0
+                continue
+            lo, hi = 0, n
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if edges[mid] <= r:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            out[i, j] = lo

@@ -9,6 +9,11 @@ Layout of ``<name>.zarr``::
     <static> (y, x)               source-specific static arrays (e.g. an exclusion mask)
     coarse/<N>/frames, coarse/<N>/valid   (time, y, x) the N×N training copy, same time axis
 
+The attributes of ``coarse/<N>`` record the region of the full grid the copy covers (``crop``:
+pixels ``[x0, y0, x1, y1]``, ends exclusive; ``crop_m``: its projected bounds when the grid is
+georeferenced): a square, so that coarse cells stay square. Stores written before this record
+existed have a copy stretched over the whole grid; `Store.crop` returns None for them.
+
 Root attributes hold the source description, grid, Z–R, encoding and ``ingest_log`` (one record
 per ingest run: files written, failures with reasons). Metadata is consolidated after every
 change so that ``xarray.open_zarr(path)`` opens the store directly; nowcast itself always reads
@@ -38,7 +43,7 @@ from zarr.storage import LocalStore
 
 from nowcast_cli import __version__, encoding
 from nowcast_cli.errors import StoreError
-from nowcast_cli.grid import Grid
+from nowcast_cli.grid import Box, Grid, centred_square
 
 FORMAT = "nowcast-observations"
 FORMAT_VERSION = 1
@@ -128,6 +133,7 @@ class Store:
         grid: Grid,
         sizes: tuple[int, ...] = (120,),
         static: dict[str, np.ndarray] | None = None,
+        crop: Box | None = None,
     ) -> Store:
         """Create an empty store and open it for appending.
 
@@ -143,8 +149,14 @@ class Store:
             Edges of the square training-resolution copies to maintain.
         static : dict, optional
             Static (rows, cols) arrays to store once.
+        crop : Box, optional
+            Square region of the grid the training copies cover (default: the largest centred
+            square); checked to be inside the grid and at least as large as every copy.
         """
         p = Path(path)
+        box = crop or centred_square(grid.rows, grid.cols)
+        for size in sizes:
+            box.check(grid.shape, size)
         if p.exists() and (not p.is_dir() or any(p.iterdir())):
             raise StoreError(f"{p}: exists and is not an empty directory")
         try:
@@ -211,6 +223,17 @@ class Store:
                     {
                         "size": size,
                         "method": "area mean of rain rate; valid if ≥ half the area is valid",
+                        "crop": box.as_list(),
+                        "crop_m": grid.box_extent(box),
+                        "crop_rule": (
+                            "chosen at ingest (--crop)"
+                            if crop is not None
+                            else "largest centred square of the grid"
+                        ),
+                        "crop_note": (
+                            "region of the full grid covered: pixels [x0, y0, x1, y1], row 0 at "
+                            "the top, ends exclusive; crop_m: its projected bounds in metres"
+                        ),
                     }
                 )
                 _frame_arrays(sub, size, size, COARSE_CHUNK_T)
@@ -292,6 +315,16 @@ class Store:
     def sizes(self) -> list[int]:
         """Edges of the training-resolution copies held."""
         return [int(s) for s in self.attrs.get("coarse_sizes", [])]
+
+    def crop(self, size: int) -> Box | None:
+        """Region of the full grid the size×size copy covers.
+
+        None for a store made before regions were recorded: its copy stretches the whole grid.
+        """
+        box = self._coarse(size).attrs.get("crop")
+        if not isinstance(box, list) or len(box) != 4:
+            return None
+        return Box(*(int(v) for v in box))
 
     def read(self, start: int, stop: int, size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Frames and valid masks of committed frames ``start:stop`` (full or coarse ``size``)."""
@@ -432,10 +465,45 @@ class Store:
                 for g in gaps[:20]
             ],
             "coarse_sizes": self.sizes,
+            "coarse": [self._coarse_summary(n) for n in self.sizes],
             "units": "uint8 pixel P, dBZ = 70 P/255 - 10",
             "zr": {"a": zr.get("a"), "b": zr.get("b")},
             "attribution": a.get("attribution"),
             "uncommitted": self.uncommitted(),
+        }
+
+    def _coarse_summary(self, size: int) -> dict[str, Any]:
+        """How the size×size copy was made: the region it covers, or that it was stretched."""
+        rows, cols = self.shape
+        box = self.crop(size)
+        attrs = self._coarse(size).attrs
+        if box is None:
+            text = (
+                f"stretched over the whole {rows}x{cols} grid (store made before crop regions "
+                "were recorded)"
+                if rows != cols
+                else f"whole {rows}x{cols} grid"
+            )
+            return {
+                "size": size,
+                "crop": None,
+                "crop_m": None,
+                "stretched": rows != cols,
+                "description": text,
+            }
+        if box.as_list() == [0, 0, cols, rows]:
+            text = f"whole {rows}x{cols} grid"
+        else:
+            text = (
+                f"{box.width}x{box.height} px at x {box.x0}–{box.x1}, y {box.y0}–{box.y1} "
+                f"({attrs.get('crop_rule', 'recorded region')})"
+            )
+        return {
+            "size": size,
+            "crop": box.as_list(),
+            "crop_m": attrs.get("crop_m"),
+            "stretched": not box.is_square,
+            "description": text,
         }
 
 

@@ -5,7 +5,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nowcast_cli import encoding
-from nowcast_cli.resample import Coarsener, area_weights
+from nowcast_cli.grid import Box
+from nowcast_cli.resample import Coarsener, _encode, area_weights
 
 ZR = (256.0, 1.42)
 
@@ -60,3 +61,29 @@ def test_averaging_is_in_rain_rate_not_pixels() -> None:
     assert ok.all()
     assert int(out[0, 0]) == int(encoding.dbz_to_pixel(encoding.rate_to_dbz(quarter, *ZR)))
     assert int(out[0, 0]) != 50  # the pixel mean would be 50
+
+
+def test_coarsener_box_matches_loop_reference_on_the_region() -> None:
+    rng = np.random.default_rng(1)
+    pix = rng.integers(0, 256, size=(14, 19)).astype(np.uint8)
+    pix[rng.random(pix.shape) < 0.4] = 0
+    valid = rng.random(pix.shape) > 0.2
+    box = Box(3, 2, 15, 14)  # a 12x12 square off the corner
+    got, got_ok = Coarsener(pix.shape, 4, ZR, box)(pix, valid)
+    ref, ref_ok = _reference(pix[2:14, 3:15], valid[2:14, 3:15], 4)
+    assert np.array_equal(got_ok, ref_ok)
+    assert np.abs(got.astype(int) - ref.astype(int)).max() <= 1
+
+
+@given(st.integers(0, 2**32 - 1))
+def test_encode_equals_numpy_searchsorted(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    edges = Coarsener((4, 4), 2, ZR).edges
+    rate = np.where(rng.random((9, 7)) < 0.3, 0.0, 10 ** rng.uniform(-3, 3, (9, 7)))
+    rate[0, :3] = edges[[0, 100, 254]]  # exactly on pixel edges
+    ok = rng.random((9, 7)) > 0.2
+    out = np.empty((9, 7), np.uint8)
+    _encode(rate, ok, edges, out)
+    ref = np.searchsorted(edges, rate, side="right").astype(np.uint8)
+    ref[~ok | (rate <= 0)] = 0
+    assert np.array_equal(out, ref)

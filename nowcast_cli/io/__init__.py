@@ -20,6 +20,7 @@ from nowcast_cli.io import dwd  # noqa: E402, F401, I001  (registers "dwd"; one 
 from nowcast_cli.io import fmi  # noqa: E402, F401  (registers "fmi")
 from nowcast_cli.io import hko7  # noqa: E402, F401  (registers "hko7")
 from nowcast_cli.io import knmi  # noqa: E402, F401  (registers "knmi")
+from nowcast_cli.io import netcdf  # noqa: E402, F401  (registers "netcdf")
 
 
 def create_reader(name: str, **options: object) -> Reader:

@@ -23,7 +23,8 @@ Decisions (see the module-level tables below):
 - RADVOR forecasts (RV, RQ, header ``VV``) are dated at run time + lead time.
 - Products that are not precipitation or reflectivity (%M/%J/%Y relative sums, RE solid
   fraction), run-length picture products (PG, PC, PZ), and products whose value scale is not
-  documented (FZ) are rejected as unsupported.
+  documented (FZ) or whose flag bits are used in an undocumented way (W3/W4: the sign bit is set
+  on ~20% of their pixels, where a negative sum is impossible) are rejected as unsupported.
 """
 
 from __future__ import annotations
@@ -91,8 +92,6 @@ DEPTH_PRODUCTS = frozenset(
         "SF",
         "W1",
         "W2",
-        "W3",
-        "W4",
     ]
 )
 RVP6_PRODUCTS = frozenset({"RX", "EX", "WX"})
@@ -105,6 +104,10 @@ UNSUPPORTED = {
     "%Y": "precipitation relative to the 30-year mean (percent), not a rain rate",
     "RE": "solid fraction of precipitation, not a rain rate",
     "FZ": "RADVOR reflectivity nowcast whose value scale DWD's format notes do not document",
+    # bit 15 (the sign bit) is set on ~20% of W3/W4 pixels, where a negative sum is impossible;
+    # DWD does not document what it means there (wradlib ignores it), so no reading is safe
+    "W3": "3-week sum whose sign bit is set on ~20% of pixels, a meaning DWD does not document",
+    "W4": "4-week sum whose sign bit is set on ~20% of pixels, a meaning DWD does not document",
 }
 
 # Polar stereographic projection of the RADOLAN grids (DWD "Radarkomposits - Projektionen und

@@ -219,6 +219,11 @@ def test_tar_members_are_scanned(ry_dir: Path, tmp_path: Path) -> None:
         (gzip.compress(b"RY011500"), "no end-of-header"),
         (b"\x1f\x8b\x08\x00garbage-after-gzip-magic", "corrupt gzip"),
         (b"PG011500100000120BY 5\x03", "unsupported product PG"),
+        (b"W3011500100000120BY1620142VS 3SW 2.21.0PR E-01INT4320GP 900x 900\x03", "sign bit"),
+        (
+            b"W4011500100000120BY1620142VS 3SW 2.21.0PR E-01INT5760GP 900x 900\x03",
+            "unsupported product W4",
+        ),
         (b"RY991500100000120GP 900x 900PR E-02INT 5\x03", "date is invalid"),
         (b"RY011500100000120PR E-02INT 5\x03", "no valid grid size"),
     ],

@@ -1,9 +1,10 @@
-"""Fuzzing the FMI, KNMI and HKO-7 parsers: truncated, bit-flipped and spliced inputs.
+"""Fuzzing the FMI, KNMI, HKO-7 and netCDF parsers: truncated, bit-flipped and spliced inputs.
 
 Every input must end in a decoded `Frame` or the reader's `BadFileError` (a scan `Failure`),
 never another exception and never a hang. FMI and KNMI use real files (plus a small synthetic
 PGM so the FMI test runs without shared/data); HKO-7 uses files generated to the documented
-format, since real HKO-7 files cannot be obtained.
+format, since real HKO-7 files cannot be obtained. netCDF uses small files cut from the bundled
+RADKLIM file (netCDF4/HDF5) and written from its values (netCDF4 and netCDF3).
 """
 
 from __future__ import annotations
@@ -200,3 +201,47 @@ def test_hko7_mutated_files(
     frames = decode_all(create_reader("hko7"), path, tmp)
     if png in HKO7_PNGS and (mask is None or mask in HKO7_MASKS):
         assert len(frames) == 1  # unmutated inputs always decode
+
+
+# --- netCDF ---------------------------------------------------------------------------------
+
+
+def _netcdf_seeds(tmp: Path) -> list[bytes]:
+    from tests.io._netcdf_files import (
+        cut_of_bundle,
+        per_frame_dataset,
+        real_frames,
+        write_netcdf3,
+        write_netcdf4,
+    )
+
+    cut = cut_of_bundle(tmp / "cut.nc", 140, 3, chunk_t=3, crop=24, name="rr")
+    mm, ends = real_frames(140, 1)
+    one = per_frame_dataset(mm[0, :20, :24], ends[0], length1_time=False)
+    return [
+        cut.read_bytes(),
+        write_netcdf4(one, tmp / "one4.nc").read_bytes(),
+        write_netcdf3(one, tmp / "one3.nc").read_bytes(),
+    ]
+
+
+@pytest.fixture(scope="module")
+def netcdf_seeds(tmp_path_factory: pytest.TempPathFactory) -> list[bytes]:
+    pytest.importorskip("xarray")
+    return _netcdf_seeds(tmp_path_factory.mktemp("ncseed"))
+
+
+@settings(max_examples=120, deadline=DEADLINE)
+@given(data=st.data())
+def test_netcdf_mutated_files(
+    tmp_path_factory: pytest.TempPathFactory, netcdf_seeds: list[bytes], data: st.DataObject
+) -> None:
+    blob = data.draw(st.one_of(mutated(netcdf_seeds, header=4096), st.sampled_from(netcdf_seeds)))
+    tmp = tmp_path_factory.mktemp("nc")
+    path = tmp / "frame.nc"
+    path.write_bytes(blob)
+    # every decision a user could be asked for is given, so only the file can be at fault
+    reader = create_reader("netcdf", var="rr", units="mm", interval=5)
+    frames = decode_all(reader, path, tmp)
+    if blob in netcdf_seeds:
+        assert len(frames) in (1, 3)  # unmutated inputs always decode
