@@ -169,6 +169,8 @@ def _frame_ssim(
     """Σ SSIM over the 'valid' windows whose pixels are all valid, and their number.
 
     Gaussian weights g (odd length), images on [0, 1] (pixel / 255), population (co)variances.
+    Separable filtering, rows first, then columns; both passes run along contiguous rows so
+    that LLVM vectorizes them.
     """
     h, w = f.shape
     r = g.shape[0]
@@ -180,64 +182,62 @@ def _frame_ssim(
         return
     x = np.empty((h, w))
     y = np.empty((h, w))
-    bad = np.empty((h, w), np.int64)
+    bad = np.empty((h, w))
     for i in range(h):
         for j in range(w):
             x[i, j] = f[i, j] / 255.0
             y[i, j] = o[i, j] / 255.0
-            bad[i, j] = 0 if v[i, j] else 1
-    # separable 'valid' filtering: along rows first, then along columns
-    t = np.zeros((6, h, w2))
+            bad[i, j] = 0.0 if v[i, j] else 1.0
+    tx = np.zeros((h, w2))
+    ty = np.zeros((h, w2))
+    txx = np.zeros((h, w2))
+    tyy = np.zeros((h, w2))
+    txy = np.zeros((h, w2))
+    tb = np.zeros((h, w2))
     for i in range(h):
-        for j in range(w2):
-            sx = 0.0
-            sy = 0.0
-            sxx = 0.0
-            syy = 0.0
-            sxy = 0.0
-            nb = 0.0
-            for k in range(r):
+        for k in range(r):
+            gk = g[k]
+            for j in range(w2):
                 a = x[i, j + k]
                 b = y[i, j + k]
-                gk = g[k]
-                sx += gk * a
-                sy += gk * b
-                sxx += gk * a * a
-                syy += gk * b * b
-                sxy += gk * a * b
-                nb += bad[i, j + k]
-            t[0, i, j] = sx
-            t[1, i, j] = sy
-            t[2, i, j] = sxx
-            t[3, i, j] = syy
-            t[4, i, j] = sxy
-            t[5, i, j] = nb
+                tx[i, j] += gk * a
+                ty[i, j] += gk * b
+                txx[i, j] += gk * a * a
+                tyy[i, j] += gk * b * b
+                txy[i, j] += gk * a * b
+                tb[i, j] += bad[i, j + k]
+    mx = np.empty(w2)
+    my = np.empty(w2)
+    mxx = np.empty(w2)
+    myy = np.empty(w2)
+    mxy = np.empty(w2)
+    nb = np.empty(w2)
     total = 0.0
     count = 0.0
     for i in range(h2):
+        mx[:] = 0.0
+        my[:] = 0.0
+        mxx[:] = 0.0
+        myy[:] = 0.0
+        mxy[:] = 0.0
+        nb[:] = 0.0
+        for k in range(r):
+            gk = g[k]
+            for j in range(w2):
+                mx[j] += gk * tx[i + k, j]
+                my[j] += gk * ty[i + k, j]
+                mxx[j] += gk * txx[i + k, j]
+                myy[j] += gk * tyy[i + k, j]
+                mxy[j] += gk * txy[i + k, j]
+                nb[j] += tb[i + k, j]
         for j in range(w2):
-            nb = 0.0
-            for k in range(r):
-                nb += t[5, i + k, j]
-            if nb > 0:
+            if nb[j] > 0:
                 continue
-            mx = 0.0
-            my = 0.0
-            mxx = 0.0
-            myy = 0.0
-            mxy = 0.0
-            for k in range(r):
-                gk = g[k]
-                mx += gk * t[0, i + k, j]
-                my += gk * t[1, i + k, j]
-                mxx += gk * t[2, i + k, j]
-                myy += gk * t[3, i + k, j]
-                mxy += gk * t[4, i + k, j]
-            vx = mxx - mx * mx
-            vy = myy - my * my
-            cxy = mxy - mx * my
-            num = (2.0 * mx * my + c1) * (2.0 * cxy + c2)
-            den = (mx * mx + my * my + c1) * (vx + vy + c2)
+            vx = mxx[j] - mx[j] * mx[j]
+            vy = myy[j] - my[j] * my[j]
+            cxy = mxy[j] - mx[j] * my[j]
+            num = (2.0 * mx[j] * my[j] + c1) * (2.0 * cxy + c2)
+            den = (mx[j] * mx[j] + my[j] * my[j] + c1) * (vx + vy + c2)
             total += num / den
             count += 1.0
     out[0] = total
