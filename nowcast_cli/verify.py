@@ -431,11 +431,21 @@ def _batches(
     ]
     cache = _ObservationCache(first.obs, first.size, 2 * max(touched, default=1) + 1)
 
-    def load(lo: int, hi: int) -> _Batch:
+    # two sets of forecast buffers, alternating: one batch is scored while the next is read
+    # into the other (reused, so the reads do not page-fault fresh memory every time)
+    sample_shape = (len(first.fstore.lead_minutes), *first.fstore.shape)
+    buffers: dict[tuple[int, int], np.ndarray] = {}
+
+    def load(i: int) -> _Batch:
+        lo, hi = bounds[i]
         fc = []
-        for fs, pos in zip(fstores, positions, strict=True):
+        for j, (fs, pos) in enumerate(zip(fstores, positions, strict=True)):
             p = pos[lo:hi]
-            data = fs.read(int(p[0]), int(p[-1]) + 1)
+            rows = int(p[-1]) + 1 - int(p[0])
+            buf = buffers.get((i % 2, j))
+            if buf is None or len(buf) < rows:
+                buf = buffers[(i % 2, j)] = np.empty((max(rows, step), *sample_shape), np.uint8)
+            data = fs.read(int(p[0]), int(p[-1]) + 1, out=buf)
             fc.append(data if len(data) == len(p) else data[p - p[0]])
         idx = full_index[lo:hi]
         wanted = np.unique(idx[idx >= 0])
@@ -449,11 +459,11 @@ def _batches(
         return _Batch(fc, obs, valid, local.astype(np.int64), block[lo:hi], hi - lo)
 
     with ThreadPoolExecutor(max_workers=1) as pool:
-        ahead = pool.submit(load, *bounds[0]) if bounds else None
+        ahead = pool.submit(load, 0) if bounds else None
         for i in range(len(bounds)):
             assert ahead is not None
             batch = ahead.result()
-            ahead = pool.submit(load, *bounds[i + 1]) if i + 1 < len(bounds) else None
+            ahead = pool.submit(load, i + 1) if i + 1 < len(bounds) else None
             yield batch
 
 

@@ -157,3 +157,57 @@ def test_resolve_forecasts(in_tmp: Path, tmp_path: Path) -> None:
         resolve_forecasts("runs")
     with pytest.raises(StoreError, match="no such forecast store or run folder"):
         resolve_forecasts("runs/c")
+
+
+def test_direct_chunk_reads_equal_zarr(tmp_path: Path) -> None:
+    import zarr
+    from zarr.codecs import BloscCodec
+    from zarr.storage import LocalStore
+
+    from nowcast_cli.store import _read_rows
+
+    rng = np.random.default_rng(5)
+    g = zarr.open_group(LocalStore(tmp_path / "z"), mode="w")
+    data = rng.integers(0, 256, (23, 3, 5, 4)).astype(np.uint8)
+    mask = rng.random((23, 5, 4)) > 0.5
+    arrays = {
+        "zstd": (
+            g.create_array("zstd", shape=data.shape, chunks=(4, 3, 5, 4), dtype="uint8"),
+            data,
+        ),
+        "plain": (
+            g.create_array(
+                "sub/plain", shape=data.shape, chunks=(5, 3, 5, 4), dtype="uint8", compressors=None
+            ),
+            data,
+        ),
+        "bool": (g.create_array("mask", shape=mask.shape, chunks=(6, 5, 4), dtype="bool"), mask),
+        # layouts the direct path does not handle go through zarr
+        "blosc": (
+            g.create_array(
+                "blosc",
+                shape=data.shape,
+                chunks=(4, 3, 5, 4),
+                dtype="uint8",
+                compressors=[BloscCodec()],
+            ),
+            data,
+        ),
+        "split": (
+            g.create_array("split", shape=data.shape, chunks=(4, 3, 2, 4), dtype="uint8"),
+            data,
+        ),
+    }
+    for arr, values in arrays.values():
+        arr[:] = values
+    # a chunk that was never written reads as the fill value
+    (tmp_path / "z" / "zstd" / "c" / "1" / "0" / "0" / "0").unlink()
+    expect_zstd = data.copy()
+    expect_zstd[4:8] = 0
+    for name, (arr, values) in arrays.items():
+        want_all = expect_zstd if name == "zstd" else values
+        for start, stop in [(0, 23), (3, 9), (8, 12), (22, 23), (5, 5), (0, 1)]:
+            got = _read_rows(tmp_path / "z", arr, start, stop)
+            assert got.dtype == values.dtype, name
+            assert np.array_equal(got, want_all[start:stop]), (name, start, stop)
+            assert np.array_equal(got, np.asarray(arr[start:stop])), (name, start, stop)
