@@ -447,7 +447,7 @@ def _read_rows(
     zstd (what `Store` and `ForecastStore` create), are read by decoding their chunk files
     directly with numcodecs' Zstd, the decoder zarr itself calls, on a few threads and
     straight into the result: zarr's general read path (asyncio tasks, a buffer per chunk,
-    then a copy) takes 4–7× longer for the large reads of verification. Any other layout, or
+    then a copy) took 2–5× longer for the large reads of verification here. Any other layout, or
     codec, is read through zarr. `out`, if given, is a C-contiguous buffer with room for at
     least the rows (reusing one spares the page faults of a fresh array per read); the result
     is then a view of it.
