@@ -344,11 +344,12 @@ def write(r: dict) -> None:
         "## Peak memory (RSS of a fresh process) vs samples verified",
         "",
         "`verify.evaluate` (categorical scores; the continuous ones stream through the same "
-        "batches) in a fresh process; forecasts are read in batches of about 32 MB, each with "
-        "its observed frames. The second column repeats the run with glibc's mmap threshold "
-        "fixed (`MALLOC_MMAP_THRESHOLD_=1048576`), so that freed buffers of zarr's decoder "
-        "threads go back to the system at once: what grows in the first column is the "
-        "allocator keeping those buffers, not data kept per sample.",
+        "batches) in a fresh process; forecasts are read in batches of about 32 MB (two "
+        "reused buffers: one scored, one being read), each with its observed frames. The "
+        "smallest run ends before the buffers and the read-ahead reach their steady size; from "
+        "S to 10·S samples the peak should not move. The second column repeats the runs with "
+        "glibc's mmap threshold fixed (`MALLOC_MMAP_THRESHOLD_=1048576`, freed buffers go back "
+        "to the system at once), to tell allocator retention from data kept per sample.",
         "",
         "| samples | seconds | peak RSS MB | same, fixed mmap threshold |",
         "|---:|---:|---:|---:|",

@@ -14,9 +14,9 @@ FN = O − TP, FP = F − TP, TN = N − TP − FN − FP follow. Invalid pixels
 below every p_k), so they count nowhere.
 
 Speed: blocks of ``LANES`` pixels are compared against one threshold at a time with 8-bit
-per-lane counters (flushed every 255 blocks), a form LLVM vectorizes to full SIMD width; a
-block whose masked forecast is below the lowest threshold (dry, most of a radar image) is
-skipped after one max.
+per-lane counters (flushed every 255 blocks), a form LLVM vectorizes to full SIMD width; the
+thresholds above a block's largest masked forecast are skipped (all of them where the block
+is dry, most of a radar image), after one max.
 """
 
 from __future__ import annotations
@@ -58,6 +58,8 @@ def _frame_counts(
                 continue
             for k in range(kk):
                 p = pk[k]
+                if p > top:  # thresholds are sorted: no event here, nor at any above
+                    break
                 a0 = acc[k]
                 a1 = acc[kk + k]
                 for q in range(LANES):
