@@ -242,12 +242,14 @@ class _Progress:
         if self._bar is None:
             return
         if phase not in self._tasks:
-            label = {"scan": "scanning", "write": "writing"}.get(phase, phase)
+            label = {"scan": "scanning", "write": "writing", "verify": "verifying"}.get(
+                phase, phase
+            )
             self._tasks[phase] = self._bar.add_task(label, total=total, rate="")
         task = self._tasks[phase]
         t = self._bar.tasks[task]
         elapsed = t.elapsed or 0.0
-        unit = "files/s" if phase == "scan" else "frames/s"
+        unit = {"scan": "files/s", "verify": "samples/s"}.get(phase, "frames/s")
         rate = f"{done / elapsed:6.1f} {unit}" if elapsed > 0 else ""
         self._bar.update(task, completed=done, total=total, rate=rate)
 
@@ -609,6 +611,24 @@ def list_losses_cmd(as_json: JsonOpt = False) -> None:
     _print_rows(rows, ["name", "description"], "losses")
 
 
+@list_app.command("metrics")
+@handle_errors
+def list_metrics_cmd(as_json: JsonOpt = False) -> None:
+    """Verification scores (`nowcast verify`, the metric column of scores.csv)."""
+    _modes(False, as_json)
+    from nowcast_cli.metrics import METRICS, categorical
+
+    rows = [
+        {
+            "name": n,
+            "kind": "categorical" if n in categorical.NAMES else "continuous",
+            "description": d,
+        }
+        for n, d in METRICS.describe().items()
+    ]
+    _print_rows(rows, ["name", "kind", "description"], "metrics")
+
+
 @list_app.command("stores")
 @handle_errors
 def list_stores_cmd(as_json: JsonOpt = False) -> None:
@@ -687,3 +707,238 @@ def _print_rows(rows: list[dict[str, Any]], columns: list[str], what: str) -> No
     for r in rows:
         t.add_row(*[str(r[c]) for c in columns])
     _console().print(t)
+
+
+# -- verify --------------------------------------------------------------------------------------
+@app.command()
+@handle_errors
+def verify(
+    forecasts: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Forecast store or run folder. [default: the newest runs/*/forecasts.zarr]"
+        ),
+    ] = None,
+    thresholds: Annotated[
+        str, typer.Option(help="Rain-rate thresholds in mm/h; an event is rain ≥ τ.")
+    ] = "0.5,2,5,10,30",
+    frames: Annotated[
+        str,
+        typer.Option(
+            help="forecast: the forecast leads; all: also the reconstructed input frames "
+            "(the paper's 19 output frames)."
+        ),
+    ] = "forecast",
+    per_lead: Annotated[bool, typer.Option("--per-lead", help="Show every lead time.")] = False,
+    bootstrap: Annotated[
+        int,
+        typer.Option(
+            help="Block-bootstrap replicates for 95% intervals (0: none; --compare: 1000).",
+            min=0,
+        ),
+    ] = 0,
+    block_hours: Annotated[
+        float, typer.Option(help="Bootstrap block of issue times in hours (24: UTC days).")
+    ] = 24.0,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap draws.")] = 0,
+    compare: Annotated[
+        tuple[Path, Path] | None,
+        typer.Option(
+            help="Two runs or forecast stores: paired difference A − B on their shared "
+            "issue times.",
+            show_default=False,
+        ),
+    ] = None,
+    store: Annotated[
+        Path | None,
+        typer.Option(help="Observation store. [default: the one the forecasts name]"),
+    ] = None,
+    scores: Annotated[
+        str, typer.Option(help="Score groups to compute: categorical, continuous or both.")
+    ] = "categorical,continuous",
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Verify forecasts against their observations: contingency and image scores."""
+    _modes(quiet, as_json)
+    from nowcast_cli import verify as v
+
+    groups = tuple(g.strip() for g in scores.split(",") if g.strip())
+    options: dict[str, Any] = dict(
+        thresholds=thresholds, frames=frames, groups=groups, block_hours=block_hours, seed=seed
+    )
+    with _Progress(enabled=not (_State.quiet or _State.as_json)) as bar:
+        if compare is not None:
+            if forecasts is not None:
+                raise _fail("give either FORECASTS or --compare RUN_A RUN_B, not both")
+            n = bootstrap or v.DEFAULT_COMPARE_BOOTSTRAP
+            cmp = v.compare(
+                *compare, bootstrap=n, observations=store, progress=bar.update, **options
+            )
+        else:
+            result = v.evaluate(
+                forecasts, bootstrap=bootstrap, observations=store, progress=bar.update, **options
+            )
+            written = v.write_scores(result)
+    if compare is not None:
+        if _State.as_json:
+            _print_json(cmp.as_dict())
+        elif not _State.quiet:
+            _show_comparison(cmp, per_lead)
+        return
+    if _State.as_json:
+        _print_json({**result.as_dict(), "written": [str(p) for p in written]})
+    elif not _State.quiet:
+        _show_verification(result, per_lead)
+        _console().print(f"scores → {written[0]}, {written[1].name}", markup=False)
+
+
+def _fmt(x: Any, interval: tuple[Any, Any] | None = None, signed: bool = False) -> str:
+    """A score for a table: 3 significant decimals, "—" when undefined."""
+    import math
+
+    def one(v: Any) -> str:
+        f = float(v)
+        if not math.isfinite(f):
+            return "—"
+        digits = 3 if abs(f) < 100 else 1
+        return f"{f:+.{digits}f}" if signed else f"{f:.{digits}f}"
+
+    text = one(x)
+    if interval is not None and text != "—":
+        text += f" [{one(interval[0])}, {one(interval[1])}]"
+    return text
+
+
+def _pick(intervals: dict[str, tuple[Any, Any]], name: str, *index: int) -> tuple[Any, Any] | None:
+    if name not in intervals:
+        return None
+    lo, hi = intervals[name]
+    return (lo[index], hi[index]) if index else (lo, hi)
+
+
+def _show_verification(r: Any, per_lead: bool) -> None:
+    from rich.table import Table
+
+    from nowcast_cli.metrics import categorical, continuous
+
+    con = _console()
+    grid = "native grid" if r.size is None else f"{r.size}×{r.size} copy"
+    what = " ".join(f"{k} {r.source[k]}" for k in ("model", "loss") if r.source.get(k))
+    con.print(
+        f"{r.forecasts} ({what or 'forecasts'}) against {r.observations} ({grid}): "
+        f"{r.samples} samples, {r.frames_scored} frames scored"
+        + (f", {r.frames_missing} without observation" if r.frames_missing else "")
+        + f"; leads {', '.join(str(m) for m in r.lead_minutes)} min",
+        markup=False,
+        highlight=False,
+    )
+    cats = [m for m in categorical.NAMES if m in r.mean]
+    conts = [m for m in continuous.NAMES if m in r.mean]
+    boot = (
+        f", 95% intervals from {r.bootstrap} bootstrap replicates of {r.blocks} blocks of "
+        f"{r.block_hours:g} h"
+        if r.bootstrap
+        else ""
+    )
+    if cats:
+        t = Table(title=f"categorical scores, mean over leads{boot}", title_justify="left")
+        t.add_column("score")
+        for th in r.thresholds:
+            t.add_column(f"≥ {th:g} mm/h", justify="right")
+        for m in cats:
+            t.add_row(
+                m.upper(),
+                *[
+                    _fmt(r.mean[m][k], _pick(r.mean_interval, m, k))
+                    for k in range(len(r.thresholds))
+                ],
+            )
+        con.print(t)
+    if conts:
+        t = Table(
+            title=f"image scores (pixel scale [0, 1]), mean over leads{boot}", title_justify="left"
+        )
+        t.add_column("score")
+        t.add_column("value", justify="right")
+        for m in conts:
+            t.add_row(m.upper().replace("_", "-"), _fmt(r.mean[m], _pick(r.mean_interval, m)))
+        con.print(t)
+    if not per_lead:
+        return
+    for k, th in enumerate(r.thresholds if cats else []):
+        t = Table(title=f"per lead, ≥ {th:g} mm/h", title_justify="left")
+        t.add_column("lead")
+        for m in cats:
+            t.add_column(m.upper(), justify="right")
+        for i, minutes in enumerate(r.lead_minutes):
+            t.add_row(
+                f"{minutes} min",
+                *[_fmt(r.per_lead[m][i, k], _pick(r.lead_interval, m, i, k)) for m in cats],
+            )
+        con.print(t)
+    if conts:
+        t = Table(title="per lead, image scores", title_justify="left")
+        t.add_column("lead")
+        for m in conts:
+            t.add_column(m.upper().replace("_", "-"), justify="right")
+        for i, minutes in enumerate(r.lead_minutes):
+            t.add_row(
+                f"{minutes} min",
+                *[_fmt(r.per_lead[m][i], _pick(r.lead_interval, m, i)) for m in conts],
+            )
+        con.print(t)
+
+
+def _show_comparison(c: Any, per_lead: bool) -> None:
+    from rich.table import Table
+
+    from nowcast_cli.metrics import categorical, continuous
+
+    con = _console()
+    con.print(
+        f"A = {c.a}\nB = {c.b}\n{c.shared} shared issue times in {c.blocks} blocks of "
+        f"{c.block_hours:g} h; A − B with 95% intervals from {c.bootstrap} paired "
+        "block-bootstrap replicates (* : the interval excludes 0)",
+        markup=False,
+        highlight=False,
+    )
+
+    def cell(m: str, *index: int) -> str:
+        d = c.diff[m][index] if index else c.diff[m]
+        lo, hi = _pick(c.diff_interval, m, *index) or (float("nan"), float("nan"))
+        star = " *" if (lo > 0 or hi < 0) else ""
+        return _fmt(d, (lo, hi), signed=True) + star
+
+    cats = [m for m in categorical.NAMES if m in c.diff]
+    conts = [m for m in continuous.NAMES if m in c.diff]
+    if cats:
+        t = Table(title="A − B, categorical scores (mean over leads)", title_justify="left")
+        t.add_column("score")
+        for th in c.thresholds:
+            t.add_column(f"≥ {th:g} mm/h", justify="right")
+        for m in cats:
+            t.add_row(m.upper(), *[cell(m, k) for k in range(len(c.thresholds))])
+        con.print(t)
+    if conts:
+        t = Table(title="A − B, image scores (mean over leads)", title_justify="left")
+        t.add_column("score")
+        t.add_column("A", justify="right")
+        t.add_column("B", justify="right")
+        t.add_column("A − B", justify="right")
+        for m in conts:
+            t.add_row(m.upper().replace("_", "-"), _fmt(c.mean_a[m]), _fmt(c.mean_b[m]), cell(m))
+        con.print(t)
+    if per_lead and cats:
+        for k, th in enumerate(c.thresholds):
+            t = Table(title=f"A − B per lead, ≥ {th:g} mm/h", title_justify="left")
+            t.add_column("lead")
+            for m in cats:
+                t.add_column(m.upper(), justify="right")
+            for i, minutes in enumerate(c.lead_minutes):
+                row = []
+                for m in cats:
+                    lo, hi = c.lead_diff_interval[m]
+                    row.append(_fmt(c.lead_diff[m][i, k], (lo[i, k], hi[i, k]), signed=True))
+                t.add_row(f"{minutes} min", *row)
+            con.print(t)

@@ -9,6 +9,8 @@ All functions are NumPy-vectorized; tables are computed in float64.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 PIXEL_FORMULA = "dBZ = 70 * P / 255 - 10"
@@ -78,3 +80,25 @@ def encode_table(table: np.ndarray, quantity: str, a: float, b: float) -> np.nda
     if quantity == "reflectivity":
         return dbz_to_pixel(t)
     raise ValueError(f"unknown quantity {quantity!r}")
+
+
+def event_pixels(thresholds: np.ndarray | list[float], a: float, b: float) -> np.ndarray:
+    """Smallest pixel value counted as "rain ≥ τ" for each rain-rate threshold τ (mm/h).
+
+    Rain ≥ τ ⇔ P ≥ P(τ) (the continuous `threshold_to_pixel`), so the first such integer
+    pixel is ceil(P(τ)); never below 1, since pixel 0 is no echo (0 mm/h); 256 when even
+    P = 255 is below τ (the event cannot occur in this encoding).
+
+    Returns
+    -------
+    np.ndarray
+        int64, one per threshold.
+    """
+    out = [max(1, math.ceil(threshold_to_pixel(float(t), a, b))) for t in np.ravel(thresholds)]
+    return np.minimum(np.asarray(out, dtype=np.int64), 256)
+
+
+def unit_to_pixel(x: np.ndarray) -> np.ndarray:
+    """Model outputs on the [0, 1] pixel scale to uint8 pixels: clip, ×255, round half up."""
+    v = np.clip(np.asarray(x, dtype=np.float64), 0.0, 1.0) * 255.0
+    return np.floor(v + 0.5).astype(np.uint8)

@@ -92,6 +92,7 @@ class Store:
         self._times: np.ndarray | None = None
         self._dirty = False
         self._writable: dict[str, zarr.Array[Any]] = {}
+        self._readable: dict[str, zarr.Array[Any]] = {}
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
@@ -331,8 +332,24 @@ class Store:
         n = len(self)
         if not (0 <= start <= stop <= n):
             raise StoreError(f"{self.path}: frames {start}:{stop} out of range 0:{n}")
+        prefix = "" if size is None else f"coarse/{size}/"
+        if size is not None and size not in self.sizes:
+            self._coarse(size)  # raises the error naming the copies there are
+        return (
+            _read_rows(self.path, self._for_reading(prefix + "frames"), start, stop),
+            _read_rows(self.path, self._for_reading(prefix + "valid"), start, stop),
+        )
+
+    def _for_reading(self, path: str) -> zarr.Array[Any]:
+        """The array at `path`, opened once (opening parses its metadata: ms per call)."""
+        if path not in self._readable:
+            self._readable[path] = _arr(self.group, path)
+        return self._readable[path]
+
+    def time_chunk(self, size: int | None = None) -> int:
+        """Frames per stored chunk of the full grid or of the ``size`` copy (read aligned)."""
         g = self.group if size is None else self._coarse(size)
-        return np.asarray(_arr(g, "frames")[start:stop]), np.asarray(_arr(g, "valid")[start:stop])
+        return int(_arr(g, "frames").chunks[0])
 
     def _coarse(self, size: int) -> zarr.Group:
         if size not in self.sizes:
@@ -606,6 +623,82 @@ def _raw_decoder(arr: zarr.Array[Any]) -> Any:
     return None
 
 
+def _read_rows(
+    root: Path, arr: zarr.Array[Any], start: int, stop: int, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Rows ``start:stop`` (first axis) of an array of this package's layout.
+
+    Arrays whose chunks span every axis but the first, of 1-byte values, stored plain or with
+    zstd (what `Store` and `ForecastStore` create), are read by decoding their chunk files
+    directly with numcodecs' Zstd, the decoder zarr itself calls, on a few threads and
+    straight into the result: zarr's general read path (asyncio tasks, a buffer per chunk,
+    then a copy) took 2–5× longer for the large reads of verification here. Any other layout, or
+    codec, is read through zarr. `out`, if given, is a C-contiguous buffer with room for at
+    least the rows (reusing one spares the page faults of a fresh array per read); the result
+    is then a view of it.
+    """
+    from numcodecs import Zstd
+    from zarr.codecs import BytesCodec, ZstdCodec
+
+    meta = arr.metadata
+    codecs = tuple(getattr(meta, "codecs", ()))
+    plain = len(codecs) == 1 and isinstance(codecs[0], BytesCodec)
+    zstd = (
+        len(codecs) == 2 and isinstance(codecs[0], BytesCodec) and isinstance(codecs[1], ZstdCodec)
+    )
+    shape, chunks = arr.shape, arr.chunks
+    want = (stop - start, *shape[1:])
+    direct = (plain or zstd) and arr.dtype.itemsize == 1 and tuple(chunks[1:]) == tuple(shape[1:])
+    if out is not None:
+        if out.dtype != arr.dtype or out.shape[1:] != want[1:] or len(out) < want[0]:
+            raise ValueError(f"out must be {arr.dtype} with room for {want}, got {out.shape}")
+        out = out[: want[0]]
+        if not direct:
+            out[:] = arr[start:stop]
+            return out
+    elif not direct:
+        return np.asarray(arr[start:stop])
+    else:
+        out = np.empty(want, dtype=arr.dtype)
+    if stop <= start:
+        return out
+    flat = out.reshape(stop - start, -1).view(np.uint8)
+    rows = chunks[0]
+    row_bytes = flat.shape[1]
+    codec = Zstd() if zstd else None
+    fill = np.asarray(arr.fill_value, dtype=arr.dtype).view(np.uint8)
+    zeros = (0,) * (len(shape) - 1)
+
+    def one(ci: int) -> None:
+        c0 = ci * rows
+        lo, hi = max(start, c0), min(stop, c0 + rows)
+        target = flat[lo - start : hi - start]
+        path = root / arr.path / meta.encode_chunk_key((ci, *zeros))
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:  # never written: the fill value
+            target[:] = fill
+            return
+        whole = lo == c0 and hi == c0 + rows
+        buf = target if whole else np.empty((rows, row_bytes), np.uint8)
+        if codec is None:
+            buf.reshape(-1)[:] = np.frombuffer(raw, np.uint8)
+        else:
+            codec.decode(raw, out=buf)
+        if not whole:
+            target[:] = buf[lo - c0 : hi - c0]
+
+    ids = range(start // rows, (stop - 1) // rows + 1)
+    if len(ids) == 1:
+        one(ids[0])
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(len(ids), os.cpu_count() or 1)) as pool:
+            list(pool.map(one, ids))  # the decoder releases the GIL
+    return out
+
+
 def _arr(group: zarr.Group, name: str) -> zarr.Array[Any]:
     node = group[name]
     if not isinstance(node, zarr.Array):
@@ -722,3 +815,374 @@ def iter_chunks(n: int, step: int) -> Iterator[tuple[int, int]]:
     """(start, stop) pairs covering range(n) in steps of `step`."""
     for s in range(0, n, step):
         yield s, min(n, s + step)
+
+
+# -- forecast stores (SPEC §8) ---------------------------------------------------------------------
+FORECAST_FORMAT = "nowcast-forecasts"
+FORECAST_FORMAT_VERSION = 1
+FORECASTS_NAME = "forecasts.zarr"
+RUNS_DIR = "runs"
+#: target size of one forecast chunk (bytes): a few MB keeps the decoded chunk in cache for the
+#: verification kernels and the number of chunk files small
+FORECAST_CHUNK_BYTES = 4 << 20
+
+
+class ForecastStore:
+    """A forecast store: nowcasts of one model for many issue times, on an observation grid.
+
+    Layout of ``forecasts.zarr`` (Zarr v3, ``dimension_names`` for xarray)::
+
+        forecast      (sample, lead, y, x) uint8   pixel P on the observation store's encoding
+        issue_time    (sample,)            int64   seconds UTC of the last observed frame
+        lead_minutes  (lead,)              int64   valid time = issue_time + 60·lead_minutes
+
+    Leads are strictly increasing; leads ≤ 0 hold a model's reconstructions of observed frames
+    (X̂_1 … X̂_{m−1} at −(m−2)Δ … 0), leads > 0 the forecast. Root attributes name the
+    observation store (path, grid, copy size, Z–R, interval) and what produced the forecasts
+    (model, loss, run, checkpoint, …). Appends are crash-safe as in `Store`: forecast data
+    first, ``issue_time`` last (the commit). Use `create` or `open`.
+    """
+
+    def __init__(self, path: Path, group: zarr.Group, lock: Any = None) -> None:
+        self.path = path
+        self.group = group
+        self._lock = lock
+        self._issue: np.ndarray | None = None
+        self._writable: dict[str, zarr.Array[Any]] = {}
+        self._forecast: zarr.Array[Any] | None = None
+
+    @classmethod
+    def create(
+        cls,
+        path: str | Path,
+        *,
+        observations: Store,
+        size: int | None,
+        lead_minutes: Any,
+        attrs: dict[str, Any] | None = None,
+        chunk_samples: int | None = None,
+    ) -> ForecastStore:
+        """Create an empty forecast store and open it for appending.
+
+        Parameters
+        ----------
+        path : path
+            Directory to create (must not exist, or be empty); by convention
+            ``runs/<name>/forecasts.zarr``.
+        observations : Store
+            The observation store the forecasts are made from (and verified against).
+        size : int or None
+            Edge of the training copy of `observations` the forecasts live on (e.g. 120), or
+            None for its full grid.
+        lead_minutes : sequence of int
+            Lead time of each forecast frame in minutes, strictly increasing, multiples of the
+            product interval; ≤ 0 for reconstructions of observed frames.
+        attrs : dict, optional
+            What produced the forecasts: ``model``, ``loss``, ``run``, ``checkpoint``,
+            ``config``… (JSON-serializable).
+        chunk_samples : int, optional
+            Samples per chunk (default: about 4 MB per chunk).
+
+        Raises
+        ------
+        StoreError
+            If the path exists and is not empty, the copy `size` does not exist, or the leads
+            are not strictly increasing multiples of the interval.
+        """
+        p = Path(path)
+        leads = np.asarray(lead_minutes, dtype=np.int64).reshape(-1)
+        interval_s = observations.interval_s
+        if len(leads) == 0 or np.any(np.diff(leads) <= 0):
+            raise StoreError(f"{p}: lead_minutes must be strictly increasing, got {leads.tolist()}")
+        if interval_s <= 0 or np.any((leads * 60) % interval_s):
+            raise StoreError(
+                f"{p}: lead_minutes {leads.tolist()} must be multiples of the product interval "
+                f"({interval_s // 60 if interval_s > 0 else '?'} min)"
+            )
+        if size is None:
+            rows, cols = observations.shape
+        else:
+            observations._coarse(size)  # raises StoreError naming the copies that exist
+            rows = cols = int(size)
+        if p.exists() and (not p.is_dir() or any(p.iterdir())):
+            raise StoreError(f"{p}: exists and is not an empty directory")
+        try:
+            p.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"{p}: cannot create store ({exc.strerror or exc})") from None
+        sample_bytes = len(leads) * rows * cols
+        cs = chunk_samples or max(1, round(FORECAST_CHUNK_BYTES / sample_bytes))
+        lock = _acquire_lock(p)
+        try:
+            group = zarr.open_group(LocalStore(p), mode="w", zarr_format=3)
+            _array(
+                group,
+                "forecast",
+                (0, len(leads), rows, cols),
+                (cs, len(leads), rows, cols),
+                "uint8",
+                0,
+                ["sample", "lead", "y", "x"],
+                _frames_attrs() | {"long_name": "forecast radar reflectivity (encoded)"},
+            )
+            _array(
+                group,
+                "issue_time",
+                (0,),
+                (4096,),
+                "int64",
+                TIME_FILL,
+                ["sample"],
+                {
+                    "long_name": "issue time (time of the last observed frame)",
+                    "units": "seconds since 1970-01-01 00:00:00",
+                    "calendar": "standard",
+                },
+            )
+            la = _array(
+                group,
+                "lead_minutes",
+                (len(leads),),
+                (len(leads),),
+                "int64",
+                0,
+                ["lead"],
+                {"long_name": "lead time (≤ 0: reconstruction of an observed frame)"},
+            )
+            la[:] = leads
+            obs_attrs = observations.attrs
+            group.attrs.update(
+                {
+                    "nowcast": {
+                        "format": FORECAST_FORMAT,
+                        "version": FORECAST_FORMAT_VERSION,
+                        "created_by": f"nowcast {__version__}",
+                        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                    },
+                    **(attrs or {}),
+                    "observations": {
+                        "path": str(observations.path.resolve()),
+                        "relative_path": os.path.relpath(observations.path.resolve(), p.resolve()),
+                        "size": size,
+                        "shape": [rows, cols],
+                        "grid": obs_attrs.get("grid", {}),
+                        "source": obs_attrs.get("source"),
+                        "product": obs_attrs.get("product"),
+                        "interval_seconds": interval_s,
+                    },
+                    "zr": dict(obs_attrs.get("zr", {})),
+                    "encoding": dict(obs_attrs.get("encoding", {})),
+                }
+            )
+            _consolidate(p)
+        except BaseException:
+            _release_lock(lock)
+            raise
+        return cls(p, group, lock)
+
+    @classmethod
+    def open(cls, path: str | Path, mode: str = "r") -> ForecastStore:
+        """Open an existing forecast store ("r" to read, "a" to append under a lock)."""
+        p = Path(path)
+        if not (p / "zarr.json").is_file():
+            raise StoreError(
+                f"{p}: no such forecast store" if not p.exists() else f"{p}: not a Zarr store"
+            )
+        lock = _acquire_lock(p) if mode == "a" else None
+        try:
+            group = zarr.open_group(
+                LocalStore(p, read_only=mode == "r"),
+                mode="r" if mode == "r" else "r+",
+                use_consolidated=False,
+            )
+        except Exception as exc:  # zarr raises several types for unreadable metadata
+            _release_lock(lock)
+            raise StoreError(f"{p}: cannot open as a Zarr store ({exc})") from None
+        meta = group.attrs.get("nowcast")
+        if not isinstance(meta, dict) or meta.get("format") != FORECAST_FORMAT:
+            _release_lock(lock)
+            raise StoreError(f"{p}: not a nowcast forecast store")
+        if int(meta.get("version", 0)) > FORECAST_FORMAT_VERSION:
+            _release_lock(lock)
+            raise StoreError(
+                f"{p}: forecast store format {meta.get('version')} is newer than this nowcast "
+                f"({__version__}) understands; upgrade nowcast"
+            )
+        return cls(p, group, lock)
+
+    def close(self) -> None:
+        """Refresh the consolidated metadata if anything was appended; release the lock."""
+        if self._lock is not None:
+            _consolidate(self.path)
+        _release_lock(self._lock)
+        self._lock = None
+
+    def __enter__(self) -> ForecastStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """Root attributes."""
+        return dict(self.group.attrs)
+
+    @property
+    def issue_times(self) -> np.ndarray:
+        """Committed issue times (int64 seconds UTC), strictly increasing."""
+        if self._issue is None:
+            t = np.asarray(_arr(self.group, "issue_time")[:], dtype=np.int64)
+            bad = np.nonzero(t == TIME_FILL)[0]
+            self._issue = t[: bad[0]] if len(bad) else t
+        return self._issue
+
+    def __len__(self) -> int:
+        return len(self.issue_times)
+
+    @property
+    def lead_minutes(self) -> np.ndarray:
+        """Lead time of each forecast frame (int64 minutes)."""
+        return np.asarray(_arr(self.group, "lead_minutes")[:], dtype=np.int64)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Frame shape (rows, cols)."""
+        rows, cols = _arr(self.group, "forecast").shape[2:]
+        return (int(rows), int(cols))
+
+    @property
+    def chunk_samples(self) -> int:
+        """Samples per stored chunk (read in multiples of it)."""
+        return int(_arr(self.group, "forecast").chunks[0])
+
+    @property
+    def observations(self) -> dict[str, Any]:
+        """The observation store reference written at creation."""
+        return dict(self.attrs.get("observations", {}))
+
+    @property
+    def zr(self) -> tuple[float, float]:
+        """Z–R coefficients (a, b) of the encoding."""
+        zr = self.attrs["zr"]
+        return float(zr["a"]), float(zr["b"])
+
+    def observation_path(self) -> Path:
+        """The observation store: its recorded path relative to this store, else absolute.
+
+        Raises
+        ------
+        StoreError
+            If neither exists.
+        """
+        obs = self.observations
+        candidates = []
+        if obs.get("relative_path"):
+            candidates.append(self.path / obs["relative_path"])
+        if obs.get("path"):
+            candidates.append(Path(obs["path"]))
+        for c in candidates:
+            if (c / "zarr.json").is_file():
+                return Path(os.path.normpath(c))
+        shown = obs.get("path", "?")
+        raise StoreError(
+            f"{self.path}: its observation store {shown} is gone; pass it with --store"
+        )
+
+    def read(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Forecasts of committed samples ``start:stop``, (k, lead, y, x) uint8.
+
+        `out`, a uint8 buffer with room for at least k samples, is filled and a view of it
+        returned (a reader of many chunks reuses one instead of allocating each time).
+        """
+        n = len(self)
+        if not (0 <= start <= stop <= n):
+            raise StoreError(f"{self.path}: samples {start}:{stop} out of range 0:{n}")
+        if self._forecast is None:
+            self._forecast = _arr(self.group, "forecast")
+        return _read_rows(self.path, self._forecast, start, stop, out)
+
+    def uncommitted(self) -> int:
+        """Samples written by an interrupted run but never committed (invisible)."""
+        return max(0, _arr(self.group, "forecast").shape[0] - len(self))
+
+    def append(self, issue_times: Any, forecast: np.ndarray) -> None:
+        """Append forecasts (k, lead, y, x) uint8 issued at `issue_times` (k,) seconds UTC.
+
+        Data first, then ``issue_time`` (the commit): a crash leaves nothing half-visible.
+
+        Raises
+        ------
+        StoreError
+            If the shapes or dtype do not match, or the issue times do not increase past the
+            last stored one.
+        """
+        if self._lock is None:
+            raise StoreError(f"{self.path}: opened read-only")
+        times = np.asarray(issue_times, dtype=np.int64).reshape(-1)
+        k = len(times)
+        want = (k, len(self.lead_minutes), *self.shape)
+        if forecast.dtype != np.uint8 or forecast.shape != want:
+            raise StoreError(
+                f"{self.path}: forecasts must be uint8 {want}, got {forecast.dtype} "
+                f"{tuple(forecast.shape)}"
+            )
+        if k == 0:
+            return
+        n = len(self)
+        last = self.issue_times[-1] if n else None
+        if np.any(np.diff(times) <= 0) or (last is not None and times[0] <= last):
+            raise StoreError(f"{self.path}: issue times must increase past the last stored one")
+        for name, data in (("forecast", forecast), ("issue_time", times)):
+            if name not in self._writable:
+                with zarr.config.set({"array.write_empty_chunks": True}):
+                    self._writable[name] = _arr(self.group, name)
+            arr = self._writable[name]
+            arr.resize((n + k, *arr.shape[1:]))
+            arr[n : n + k] = data
+        self._issue = None
+
+
+def list_forecasts(root: Path | None = None) -> list[Path]:
+    """``runs/*/forecasts.zarr`` under `root` (default ./runs), most recently written last."""
+    d = root or (Path.cwd() / RUNS_DIR)
+    if not d.is_dir():
+        return []
+    found = [
+        p / FORECASTS_NAME for p in d.iterdir() if (p / FORECASTS_NAME / "zarr.json").is_file()
+    ]
+
+    def written(p: Path) -> float:
+        t = p / "issue_time" / "zarr.json"
+        return t.stat().st_mtime if t.exists() else (p / "zarr.json").stat().st_mtime
+
+    return sorted(found, key=written)
+
+
+def resolve_forecasts(path: str | Path | None) -> Path:
+    """The forecast store to verify: the given store or run folder, else the newest in ./runs.
+
+    `path` may be a forecast store or a run folder holding ``forecasts.zarr``; None picks the
+    most recently written ``runs/*/forecasts.zarr``.
+
+    Raises
+    ------
+    StoreError
+        If the path holds no forecast store, or none exists under ./runs.
+    """
+    if path is None:
+        found = list_forecasts()
+        if not found:
+            raise StoreError(
+                f"no forecasts given and none in ./{RUNS_DIR}/*/{FORECASTS_NAME}; make some with "
+                "`nowcast predict` (e.g. `nowcast predict --model persistence`)"
+            )
+        return found[-1]
+    p = Path(path)
+    if (p / FORECASTS_NAME / "zarr.json").is_file():
+        return p / FORECASTS_NAME
+    if (p / "zarr.json").is_file():
+        return p
+    if p.is_dir():
+        raise StoreError(f"{p}: neither a forecast store nor a run folder with {FORECASTS_NAME}")
+    raise StoreError(f"{p}: no such forecast store or run folder")

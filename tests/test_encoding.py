@@ -54,3 +54,20 @@ def test_rate_dbz_inverse() -> None:
     # Z = a R^b: 1 mm/h is 10 log10(a) dBZ
     assert float(encoding.rate_to_dbz(1.0, *DWD)) == pytest.approx(10 * np.log10(256))
     assert float(encoding.rate_to_dbz(0.0, *DWD)) == -np.inf
+
+
+def test_event_pixels_are_the_first_pixels_at_or_above_each_threshold() -> None:
+    a, b = 58.53, 1.56
+    px = encoding.event_pixels([0.5, 2, 5, 10, 30], a, b)
+    # HKO-7's pixel thresholds at b = 1.56 (peers.md §0, the benchmark's own table)
+    assert px.tolist() == [84, 118, 141, 158, 185]
+    rates = encoding.rate_table(a, b)
+    for p, t in zip(px, [0.5, 2, 5, 10, 30], strict=True):
+        assert rates[p] >= t > rates[p - 1]
+    assert encoding.event_pixels([1e-9], a, b).tolist() == [1]  # pixel 0 is no echo
+    assert encoding.event_pixels([1e6], a, b).tolist() == [256]  # beyond P = 255
+
+
+def test_unit_to_pixel_rounds_half_up_and_clips() -> None:
+    x = np.array([-0.2, 0.0, 0.5 / 255, 1.49 / 255, 0.5, 1.0, 1.7])
+    assert encoding.unit_to_pixel(x).tolist() == [0, 0, 1, 1, 128, 255, 255]

@@ -1,0 +1,265 @@
+"""`nowcast verify` and `nowcast_cli.verify`: scores of real forecast stores, files, errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from nowcast_cli import encoding, verify
+from nowcast_cli.cli import app
+from nowcast_cli.errors import ConfigError, DataError
+from nowcast_cli.metrics import categorical
+from nowcast_cli.store import ForecastStore
+from tests.forecasts import DAY, T0, make_observations, write_persistence
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def project(in_tmp: Path) -> Path:
+    """./nowcast-data/obs.zarr and a persistence run in ./runs/persistence."""
+    obs = make_observations(in_tmp / "nowcast-data" / "obs.zarr", days=3, per_day=14)
+    write_persistence(
+        in_tmp / "runs" / "persistence" / "forecasts.zarr", obs, size=16, chunk_samples=4
+    )
+    return in_tmp
+
+
+def direct_csi(obs, fs, threshold: float, size) -> np.ndarray:
+    """CSI per lead pooled over samples, counted straight from the frames."""
+    frames, valid = obs.read(0, len(obs), size)
+    p = int(encoding.event_pixels([threshold], *obs.zr)[0])
+    fc = fs.read(0, len(fs))
+    out = []
+    for ll, minutes in enumerate(fs.lead_minutes):
+        tp = fn = fp = 0
+        for s, t in enumerate(fs.issue_times):
+            u = np.nonzero(obs.times == t + 60 * minutes)[0]
+            if len(u) == 0:
+                continue
+            v = valid[u[0]]
+            fe, oe = fc[s, ll][v] >= p, frames[u[0]][v] >= p
+            tp, fn, fp = tp + np.sum(fe & oe), fn + np.sum(~fe & oe), fp + np.sum(fe & ~oe)
+        out.append(tp / (tp + fn + fp))
+    return np.array(out)
+
+
+def test_evaluate_equals_direct_counting(project: Path) -> None:
+    r = verify.evaluate(thresholds=(0.5, 5.0))
+    fs = ForecastStore.open(project / "runs" / "persistence" / "forecasts.zarr")
+    obs = verify.Store.open(project / "nowcast-data" / "obs.zarr")
+    assert r.forecasts.endswith("runs/persistence/forecasts.zarr")
+    assert r.size == 16
+    assert r.leads.tolist() == [1, 2, 3, 4, 5]
+    assert r.samples == len(fs)
+    assert r.frames_missing == 0
+    for k, t in enumerate((0.5, 5.0)):
+        want = direct_csi(obs, fs, t, 16)
+        assert r.per_lead["csi"][:, k] == pytest.approx(want)
+        assert r.mean["csi"][k] == pytest.approx(want.mean())
+    assert np.all(np.diff(r.per_lead["mse"]) > 0)  # persistence degrades with lead time
+    assert r.per_lead["ssim"].shape == (5,)
+
+
+def test_small_batches_and_cache_evictions_give_the_same_scores(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = verify.evaluate()
+    monkeypatch.setattr(verify, "BATCH_BYTES", 1)  # one 4-sample chunk per batch
+    small = verify.evaluate()
+    for k in whole.per_lead:
+        assert np.allclose(small.per_lead[k], whole.per_lead[k], equal_nan=True), k
+
+
+def test_scores_files(project: Path) -> None:
+    result = runner.invoke(app, ["verify", "--thresholds", "0.5,2,30", "--quiet"])
+    assert result.exit_code == 0, result.output
+    run = project / "runs" / "persistence"
+    with open(run / "scores.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["lead", "lead_minutes", "threshold", "metric", "value"]
+    metrics = {r["metric"] for r in rows}
+    assert metrics == set(categorical.NAMES) | {
+        "mse",
+        "mae",
+        "b_mse",
+        "b_mae",
+        "gdl",
+        "psnr",
+        "ssim",
+    }
+    assert {r["lead"] for r in rows} == {"1", "2", "3", "4", "5"}
+    assert {r["threshold"] for r in rows if r["metric"] == "csi"} == {"0.5", "2", "30"}
+    assert {r["threshold"] for r in rows if r["metric"] == "mse"} == {""}
+    # nothing reaches 30 mm/h in the test data: undefined, never 0 or 1
+    assert {r["value"] for r in rows if r["metric"] == "pod" and r["threshold"] == "30"} == {"NaN"}
+    data = json.loads((run / "scores.json").read_text())
+    assert data["thresholds_mm_h"] == [0.5, 2, 30]
+    assert data["mean_over_leads"]["pod"][2] is None
+    assert data["lead_minutes"] == [5, 10, 15, 20, 25]
+
+
+def test_table_and_json_output(project: Path) -> None:
+    result = runner.invoke(app, ["verify", "runs/persistence", "--bootstrap", "50"])
+    assert result.exit_code == 0, result.output
+    for text in ("CSI", "HSS", "≥ 0.5 mm/h", "SSIM", "—", "3 blocks of 24 h", "scores →"):
+        assert text in result.stdout
+    out = runner.invoke(app, ["verify", "--json", "--bootstrap", "20", "--per-lead"])
+    data = json.loads(out.stdout)
+    assert data["bootstrap"]["blocks"] == 3
+    lo = data["bootstrap"]["mean_over_leads"]["csi"]["low"][0]
+    hi = data["bootstrap"]["mean_over_leads"]["csi"]["high"][0]
+    assert lo <= data["mean_over_leads"]["csi"][0] <= hi
+    assert data["written"][0].endswith("scores.csv")
+
+
+def test_frames_all_scores_reconstructions(in_tmp: Path) -> None:
+    obs = make_observations(in_tmp / "obs.zarr", days=1, per_day=14)
+    write_persistence(
+        in_tmp / "runs" / "model" / "forecasts.zarr", obs, m=4, n=3, reconstructions=True
+    )
+    r = verify.evaluate("runs/model", frames="all", groups=("categorical",))
+    assert r.leads.tolist() == [-2, -1, 0, 1, 2, 3]
+    assert r.lead_minutes.tolist() == [-10, -5, 0, 5, 10, 15]
+    fwd = verify.evaluate("runs/model", groups=("categorical",))
+    assert fwd.leads.tolist() == [1, 2, 3]
+    assert r.per_lead["csi"][3:] == pytest.approx(fwd.per_lead["csi"], nan_ok=True)
+    # a persistence "reconstruction" of X_s is X_{s-1}: as good as the 5-min forecast
+    assert r.per_lead["csi"][0] == pytest.approx(r.per_lead["csi"][1], rel=0.5)
+    with open(verify.write_scores(r)[0]) as fh:
+        leads = {row["lead"] for row in csv.DictReader(fh)}
+    assert leads == {"-2", "-1", "0", "1", "2", "3"}
+
+
+def test_frames_all_without_reconstructions_is_an_error(project: Path) -> None:
+    with pytest.raises(DataError, match="no reconstruction frames"):
+        verify.evaluate(frames="all")
+
+
+def test_compare_paired_differences(project: Path) -> None:
+    obs = verify.Store.open(project / "nowcast-data" / "obs.zarr")
+    # B: persistence of the frame before the last one, on every other issue time
+    fa = ForecastStore.open(project / "runs" / "persistence" / "forecasts.zarr")
+    frames, _ = obs.read(0, len(obs), 16)
+    with ForecastStore.create(
+        project / "runs" / "older" / "forecasts.zarr",
+        observations=obs,
+        size=16,
+        lead_minutes=fa.lead_minutes,
+    ) as fb:
+        for t in fa.issue_times[::2]:
+            i = int(np.nonzero(obs.times == t)[0][0])
+            fb.append([t], np.repeat(frames[i - 1][None, None], 5, axis=1))
+    c = verify.compare("runs/persistence", "runs/older", bootstrap=200, thresholds="0.5,2")
+    assert c.shared == len(fa.issue_times[::2])
+    a_only = verify.evaluate("runs/older", thresholds="0.5,2")
+    assert c.mean_b["csi"] == pytest.approx(a_only.mean["csi"])
+    # the newer frame is the better forecast, and the paired interval says so
+    assert np.all(c.diff["csi"] > 0)
+    assert np.all(c.diff_interval["csi"][0] > 0)
+    same = verify.compare("runs/persistence", "runs/persistence", bootstrap=20)
+    assert np.all(same.diff["csi"][np.isfinite(same.diff["csi"])] == 0)
+    result = runner.invoke(app, ["verify", "--compare", "runs/persistence", "runs/older"])
+    assert result.exit_code == 0, result.output
+    assert "A − B" in result.stdout
+    assert "*" in result.stdout
+
+
+def _error(result) -> str:
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert result.exit_code == 1, result.output
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("0.5,abc", "threshold 'abc' is not a number"),
+        ("0.5,-2", "must be positive"),
+        ("5,2", "strictly increasing, got 5,2"),
+        ("2,2", "strictly increasing"),
+        ("", "not a number"),
+        ("nan", "must be positive"),
+    ],
+)
+def test_bad_thresholds(project: Path, text: str, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        verify.parse_thresholds(text)
+    assert match in _error(runner.invoke(app, ["verify", "--thresholds", text]))
+
+
+def test_threshold_beyond_the_encoding(project: Path) -> None:
+    line = _error(runner.invoke(app, ["verify", "--thresholds", "0.5,5000"]))
+    assert "above the largest rain rate" in line
+
+
+def test_no_forecasts_says_how_to_make_some(in_tmp: Path) -> None:
+    line = _error(runner.invoke(app, ["verify"]))
+    assert "nowcast predict" in line
+
+
+def test_different_grid_or_encoding(project: Path, tmp_path_factory) -> None:
+    other = make_observations(project / "other.zarr", days=1, per_day=6, zr={"a": 200.0, "b": 1.6})
+    line = _error(runner.invoke(app, ["verify", "--store", "other.zarr"]))
+    assert "different encodings" in line
+    assert "Z = 200 R^1.6" in line
+    from nowcast_cli.io.base import Grid
+    from nowcast_cli.store import Store
+
+    small = Store.create(
+        project / "small.zarr", attrs=dict(other.attrs), grid=Grid("g", 16, 16), sizes=(8,)
+    )
+    small.close()
+    line = _error(runner.invoke(app, ["verify", "--store", "small.zarr"]))
+    assert "16x16 copy, which the observation store does not have" in line
+
+
+def test_no_matching_observations(project: Path) -> None:
+    obs = verify.Store.open(project / "nowcast-data" / "obs.zarr")
+    with ForecastStore.create(
+        project / "runs" / "future" / "forecasts.zarr", observations=obs, size=16, lead_minutes=[5]
+    ) as fs:
+        fs.append([T0 + 10 * DAY], np.zeros((1, 1, 16, 16), np.uint8))
+    line = _error(runner.invoke(app, ["verify", "runs/future"]))
+    assert "no forecast frame has a matching observation" in line
+    assert "2020-01-11" in line
+
+
+def test_compare_without_shared_issue_times(project: Path) -> None:
+    obs = verify.Store.open(project / "nowcast-data" / "obs.zarr")
+    with ForecastStore.create(
+        project / "runs" / "x" / "forecasts.zarr",
+        observations=obs,
+        size=16,
+        lead_minutes=[5, 10, 15, 20, 25],
+    ) as fs:
+        fs.append([T0 + 7], np.zeros((1, 5, 16, 16), np.uint8))
+    line = _error(runner.invoke(app, ["verify", "--compare", "runs/persistence", "runs/x"]))
+    assert "share no issue times" in line
+
+
+def test_list_metrics() -> None:
+    result = runner.invoke(app, ["list", "metrics", "--json"])
+    rows = json.loads(result.stdout)
+    assert {r["name"] for r in rows} == {
+        "csi",
+        "pod",
+        "far",
+        "hss",
+        "ets",
+        "bias",
+        "mse",
+        "mae",
+        "b_mse",
+        "b_mae",
+        "gdl",
+        "psnr",
+        "ssim",
+    }
