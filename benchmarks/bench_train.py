@@ -84,7 +84,7 @@ def data_pipeline(tmp: Path, frames: int, n: int) -> dict[str, Any]:
     # the engine's order: chunk-local (MIX_BLOCKS chunks shuffled together), with a cache that
     # holds only those chunks, as on an archive far larger than any cache
     with Store.open(path) as store:
-        chunk_t, shape = store.chunk_frames(120), (120, 120)
+        chunk_t, shape = store.time_chunk(120), (120, 120)
     chunk_bytes = 2 * chunk_t * shape[0] * shape[1]  # frames + valid, decoded
     blocks = window_blocks(split, chunk_t)
     local = [i for b in batch_order(len(split), 4, 0, 0, blocks=blocks) for i in b][:n]

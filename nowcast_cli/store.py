@@ -357,11 +357,6 @@ class Store:
             raise StoreError(f"{self.path}: no {size}x{size} copy (has {have})")
         return self.group[f"coarse/{size}"]  # type: ignore[return-value]
 
-    def chunk_frames(self, size: int | None = None) -> int:
-        """Frames per time chunk of the full-resolution frames or of the `size` training copy."""
-        g = self.group if size is None else self._coarse(size)
-        return int(_arr(g, "frames").chunks[0])
-
     def frame_reader(self, size: int | None = None, cache_bytes: int = 256 * 2**20) -> FrameReader:
         """A reader of arbitrary committed frames that decodes each time chunk once.
 
@@ -528,8 +523,8 @@ class FrameReader:
     """Reads frames by index from a ``frames``/``valid`` pair, chunk by decoded chunk.
 
     Reading a 20-frame window through zarr's array API costs a few milliseconds of overhead
-    per call; this reader loads each time chunk's file once, decodes it (with numcodecs,
-    for the codec chain `Store.create` writes; through zarr otherwise) and keeps decoded
+    per call; this reader loads each time chunk's file once, decodes it (`_read_rows`) and
+    keeps decoded
     chunks in a least-recently-used cache bounded by `cache_bytes`, so memory stays bounded
     however long the archive is. Safe to use from one thread at a time; each worker process
     opens its own.
@@ -551,7 +546,6 @@ class FrameReader:
         self.cache_bytes = max(0, int(cache_bytes))
         self._cache: dict[tuple[int, int], np.ndarray] = {}  # insertion order = LRU order
         self._held = 0
-        self._decoders = [_raw_decoder(a) for a in self.arrays]
 
     def read(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Frames (k, rows, cols) uint8 and valid (k, rows, cols) bool of frame `indices`.
@@ -587,40 +581,15 @@ class FrameReader:
         return hit
 
     def _decode(self, which: int, c: int) -> np.ndarray:
+        """Time chunk `c` of frames (0) or valid (1), decoded; rows past the end are fill."""
         arr = self.arrays[which]
-        decoder = self._decoders[which]
-        shape = (self.chunk_t, *self.shape)
-        if decoder is None:  # a codec chain this reader does not know: let zarr decode
-            t0 = c * self.chunk_t
-            data = np.asarray(arr[t0 : min(t0 + self.chunk_t, arr.shape[0])])
-            full = np.zeros(shape, dtype=arr.dtype)
-            full[: len(data)] = data
-            return full
-        path = self.root / arr.path / arr.metadata.encode_chunk_key((c, 0, 0))
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:  # never written: the fill value
-            return np.full(shape, arr.fill_value, dtype=arr.dtype)
-        return np.frombuffer(decoder.decode(raw), dtype=arr.dtype).reshape(shape)
-
-
-def _raw_decoder(arr: zarr.Array[Any]) -> Any:
-    """A numcodecs decoder for bytes → zstd chunks of 1-byte data, else None."""
-    from zarr.codecs import BytesCodec, ZstdCodec
-
-    codecs: tuple[Any, ...] = tuple(getattr(arr.metadata, "codecs", ()))
-    if (
-        len(codecs) == 2
-        and isinstance(codecs[0], BytesCodec)
-        and isinstance(codecs[1], ZstdCodec)
-        and np.dtype(arr.dtype).itemsize == 1
-        and len(arr.chunks) == 3
-        and tuple(arr.chunks[1:]) == tuple(arr.shape[1:])
-    ):
-        from numcodecs import Zstd
-
-        return Zstd(level=codecs[1].level)
-    return None
+        t0 = c * self.chunk_t
+        t1 = min(t0 + self.chunk_t, int(arr.shape[0]))
+        if t1 - t0 == self.chunk_t:
+            return _read_rows(self.root, arr, t0, t1)
+        full = np.full((self.chunk_t, *self.shape), arr.fill_value, dtype=arr.dtype)
+        _read_rows(self.root, arr, t0, t1, out=full)
+        return full
 
 
 def _read_rows(

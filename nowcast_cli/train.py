@@ -195,7 +195,7 @@ def _plan(cfg: TrainConfig) -> Plan:
     splits = make_splits(cfg.data, store_path)  # checks the training copy exists
     with Store.open(store_path) as store:
         zr = store.zr
-        blocks = window_blocks(splits.train, store.chunk_frames(cfg.data.size))
+        blocks = window_blocks(splits.train, store.time_chunk(cfg.data.size))
     n_train = len(splits.train)
     spe = n_train // cfg.batch
     if spe == 0:

@@ -186,7 +186,7 @@ def test_chunk_local_order_decodes_each_chunk_about_once(tmp_path: Path) -> None
     path = make_store(tmp_path / "s.zarr", regular_times("2020-01-01", 640), size=8)
     split = make_splits(DataConfig(size=8, in_frames=3, out_frames=3, stride=2), path).train
     with Store.open(path) as store:
-        chunk_t = store.chunk_frames(8)
+        chunk_t = store.time_chunk(8)
         blocks = window_blocks(split, chunk_t)
         reader = store.frame_reader(8, cache_bytes=2 * 2 * (MIX_BLOCKS + 2) * chunk_t * 64)
         decoded: list[tuple[int, int]] = []
