@@ -636,12 +636,22 @@ def evaluate(
         seed=seed,
     )
     if bootstrap:
+        _check_blocks(n_blocks, len(issue), block_hours)
         w = boot.resample_weights(n_blocks, bootstrap, seed)
         rep_per, rep_mean = _scores(acc, w)
         result.mean_interval = {k: boot.interval(v) for k, v in rep_mean.items()}
         result.lead_interval = {k: boot.interval(v) for k, v in rep_per.items()}
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def _check_blocks(n_blocks: int, samples: int, block_hours: float) -> None:
+    """A block bootstrap needs at least two blocks: with one, every replicate is the sample."""
+    if n_blocks < 2:
+        raise DataError(
+            f"the {samples} issue time(s) fall in {n_blocks} block of {block_hours:g} h: a "
+            "bootstrap needs at least 2 blocks (a shorter --block-hours, or more issue times)"
+        )
 
 
 def compare(
@@ -704,6 +714,7 @@ def compare(
             f"{ta.fstore.path} and {tb.fstore.path}: the stores hold different leads "
             f"({ta.fstore.lead_minutes.tolist()} and {tb.fstore.lead_minutes.tolist()} min)"
         )
+    _check_blocks(n_blocks, len(issue), block_hours)
     acc_a, acc_b = _accumulate([ta, tb], [pa, pb], match, pixels, grp, block, n_blocks, progress)
     per_a, mean_a = _scores(acc_a, None)
     per_b, mean_b = _scores(acc_b, None)

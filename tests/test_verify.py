@@ -263,3 +263,19 @@ def test_list_metrics() -> None:
         "psnr",
         "ssim",
     }
+
+
+def test_bootstrap_over_a_single_block_is_refused(in_tmp: Path) -> None:
+    """One block: every replicate equals the sample, an interval of zero width would lie."""
+    obs = make_observations(in_tmp / "nowcast-data" / "obs.zarr", days=1, per_day=14)
+    write_persistence(in_tmp / "runs" / "p" / "forecasts.zarr", obs, size=16)
+    result = runner.invoke(app, ["verify", "runs/p", "--bootstrap", "50"])
+    assert result.exit_code == 1
+    assert "at least 2 blocks" in result.output
+    assert "--block-hours" in result.output
+    ok = runner.invoke(
+        app, ["verify", "runs/p", "--bootstrap", "50", "--block-hours", "0.25", "-q"]
+    )
+    assert ok.exit_code == 0, ok.output
+    with pytest.raises(DataError, match="at least 2 blocks"):
+        verify.compare("runs/p", "runs/p", bootstrap=10)
