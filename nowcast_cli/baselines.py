@@ -69,12 +69,17 @@ def motion_field(frames: np.ndarray, method: str = "lk") -> np.ndarray:
     if key == "vet":
         x = x[-3:]
     try:
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        with (
+            contextlib.redirect_stdout(io.StringIO()),
+            warnings.catch_warnings(),
+            np.errstate(divide="ignore", invalid="ignore"),
+        ):
             # VET reports its progress on stdout; Lucas–Kanade's outlier test inverts the
             # covariance of the neighbouring vectors, and pysteps (or numpy, called from it)
             # warns when they are too few or all equal (still motion, a single cell): the
             # field is then what pysteps makes of it, and the warning is noise to a user
             warnings.filterwarnings("ignore", module=r"pysteps\.")
+            warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"numpy\.")
             v = motion.get_method(MOTION_METHODS[key])(
                 x, **({"verbose": False} if key == "vet" else {})
             )

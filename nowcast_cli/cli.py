@@ -242,14 +242,19 @@ class _Progress:
         if self._bar is None:
             return
         if phase not in self._tasks:
-            label = {"scan": "scanning", "write": "writing", "verify": "verifying"}.get(
-                phase, phase
-            )
+            label = {
+                "scan": "scanning",
+                "write": "writing",
+                "verify": "verifying",
+                "predict": "predicting",
+            }.get(phase, phase)
             self._tasks[phase] = self._bar.add_task(label, total=total, rate="")
         task = self._tasks[phase]
         t = self._bar.tasks[task]
         elapsed = t.elapsed or 0.0
-        unit = {"scan": "files/s", "verify": "samples/s"}.get(phase, "frames/s")
+        unit = {"scan": "files/s", "verify": "samples/s", "predict": "samples/s"}.get(
+            phase, "frames/s"
+        )
         rate = f"{done / elapsed:6.1f} {unit}" if elapsed > 0 else ""
         self._bar.update(task, completed=done, total=total, rate=rate)
 
@@ -710,6 +715,92 @@ def _print_rows(rows: list[dict[str, Any]], columns: list[str], what: str) -> No
 
 
 # -- verify --------------------------------------------------------------------------------------
+@app.command()
+@handle_errors
+def predict(
+    run: Annotated[
+        Path | None,
+        _opt(
+            "Trained run to forecast with (with --model: whose store and split to follow). "
+            "(default: the latest run)"
+        ),
+    ] = None,
+    model: Annotated[
+        str | None, _opt("A baseline instead of a trained run: persistence or extrapolation.")
+    ] = None,
+    store: Annotated[
+        Path | None, _opt("Observation store. (default: the run's, or the only one)")
+    ] = None,
+    split: Annotated[
+        str, typer.Option(help="The split whose windows to forecast: test, valid or train.")
+    ] = "test",
+    start: Annotated[
+        str | None, _opt("Forecast every issue time from this UTC date/time (instead of a split).")
+    ] = None,
+    end: Annotated[str | None, _opt("… up to this UTC date/time (a date: the whole day).")] = None,
+    latest: Annotated[
+        bool, typer.Option("--latest", help="One nowcast from the newest frames of the store.")
+    ] = False,
+    native: Annotated[
+        bool,
+        typer.Option(
+            "--native", help="Baselines: forecast on the full grid, not the training copy."
+        ),
+    ] = False,
+    checkpoint: Annotated[str, typer.Option(help="best, last or a checkpoint file.")] = "best",
+    in_frames: Annotated[
+        int | None, _opt("Observed frames (baselines without a run). (default: 10)")
+    ] = None,
+    out_frames: Annotated[
+        int | None, _opt("Forecast frames (baselines without a run). (default: 10)")
+    ] = None,
+    size: Annotated[
+        int | None, _opt("Training copy (baselines without a run). (default: the store's)")
+    ] = None,
+    batch: Annotated[int, typer.Option(help="Samples per forward pass.", min=1)] = 16,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    motion: Annotated[
+        str, typer.Option(help="Extrapolation motion field: lk (Lucas–Kanade) or vet.")
+    ] = "lk",
+    out: Annotated[
+        Path | None, _opt("Forecast store to write. (default: RUN/forecasts.zarr)")
+    ] = None,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Forecast from a trained run or a baseline into a forecast store (resumes if stopped)."""
+    options: dict[str, Any] = {
+        k: str(v) if isinstance(v, Path) else v
+        for k, v in locals().items()
+        if k not in ("quiet", "as_json")
+    }
+    _modes(quiet, as_json)
+    from nowcast_cli.predict import PredictConfig, forecast
+
+    cfg = PredictConfig(**options)
+    with _Progress(enabled=not (_State.quiet or _State.as_json)) as bar:
+        result = forecast(cfg, progress=bar.update)
+    if _State.as_json:
+        _print_json(result.as_dict())
+    elif not _State.quiet:
+        _show_predict(result)
+
+
+def _show_predict(r: Any) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"nowcast predict → {r.forecasts}", show_header=False, title_justify="left")
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("model", r.model)
+    t.add_row("samples", f"{r.samples} ({r.written} written, {r.skipped} already present)")
+    t.add_row("issue times (UTC)", f"{r.first} → {r.last}" if r.first else "—")
+    t.add_row("lead times", f"{r.leads[0]} … {r.leads[-1]} min ({len(r.leads)} frames)")
+    t.add_row("time", f"{r.seconds:.1f} s")
+    _console().print(t)
+    _console().print(f"next: nowcast verify {r.run}", markup=False)
+
+
 @app.command()
 @handle_errors
 def verify(

@@ -44,12 +44,15 @@ def default_runs_dir() -> Path:
 
 
 def new_run_dir(
-    model: str, loss: str, root: Path | None = None, now: dt.datetime | None = None
+    model: str, loss: str | None, root: Path | None = None, now: dt.datetime | None = None
 ) -> Path:
-    """Create and return ``<root>/<model>-<loss>-<UTC YYYYmmdd-HHMMSS>`` (``-2``… if taken)."""
+    """Create and return ``<root>/<model>-<loss>-<UTC YYYYmmdd-HHMMSS>`` (``-2``… if taken).
+
+    A baseline, which has no loss, gets ``<root>/<model>-<UTC YYYYmmdd-HHMMSS>``.
+    """
     root = root or default_runs_dir()
     stamp = (now or dt.datetime.now(dt.UTC)).strftime(_STAMP)
-    base = f"{model}-{loss}-{stamp}"
+    base = f"{model}-{loss}-{stamp}" if loss else f"{model}-{stamp}"
     try:
         root.mkdir(parents=True, exist_ok=True)
         for k in range(1, 1000):
