@@ -884,6 +884,70 @@ def verify(
         _console().print(f"scores → {written[0]}, {written[1].name}", markup=False)
 
 
+# -- plot ---------------------------------------------------------------------------------------
+@app.command()
+@handle_errors
+def plot(
+    kind: Annotated[
+        str,
+        typer.Argument(
+            help="sample, scores, frames, training, animate or store.", show_default=False
+        ),
+    ],
+    runs: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Runs or forecast stores to draw. [default: the latest (up to 6) that have "
+            "what the figure needs]",
+            show_default=False,
+        ),
+    ] = None,
+    store: Annotated[
+        Path | None, _opt("Observation store (store). (default: the only one)")
+    ] = None,
+    time: Annotated[
+        str | None,
+        _opt(
+            "Issue time (sample, animate) or frame time (store), UTC. (default: most rain / newest)"
+        ),
+    ] = None,
+    metric: Annotated[
+        str, typer.Option(help="Scores to draw (scores), comma-separated.")
+    ] = "csi,hss",
+    size: Annotated[int | None, _opt("store: draw this training copy, not the full grid.")] = None,
+    mean: Annotated[
+        bool, typer.Option("--mean", help="store: the mean rain rate over all frames.")
+    ] = False,
+    fmt: Annotated[str, typer.Option("--format", help="png, svg or pdf.")] = "png",
+    out: Annotated[
+        Path | None, _opt("File (or folder) to write. (default: RUN/figures/ or ./figures/)")
+    ] = None,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Draw what a forecaster looks at: forecasts, scores, training curves, a store."""
+    _modes(quiet, as_json)
+    from nowcast_cli.figures import PlotConfig, make_figure
+
+    cfg = PlotConfig(
+        kind=kind,
+        runs=tuple(str(r) for r in runs or ()),
+        store=str(store) if store is not None else None,
+        time=time,
+        metrics=tuple(m.strip().lower() for m in metric.split(",") if m.strip()),
+        size=size,
+        mean=mean,
+        format=fmt,
+        out=str(out) if out is not None else None,
+    )
+    written = make_figure(cfg)
+    if _State.as_json:
+        _print_json([str(p) for p in written])
+    elif not _State.quiet:
+        for p in written:
+            typer.echo(f"wrote {p}")
+
+
 def _fmt(x: Any, interval: tuple[Any, Any] | None = None, signed: bool = False) -> str:
     """A score for a table: 3 significant decimals, "—" when undefined."""
     import math

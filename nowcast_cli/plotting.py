@@ -28,7 +28,10 @@ from matplotlib.figure import Figure
 from nowcast_cli import encoding
 
 __all__ = [
+    "MEAN_LEVELS",
+    "RAIN_LEVELS",
     "RainScale",
+    "plot_animation_frame",
     "plot_frames",
     "plot_sample",
     "plot_scores",
@@ -40,6 +43,8 @@ __all__ = [
 
 #: rain-rate levels (mm/h) of the colour scale; below the first nothing is drawn
 RAIN_LEVELS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 6.0, 10.0, 16.0, 25.0, 40.0, 63.0, 100.0)
+#: levels of mean rain rate over many frames (an archive's climatology is 10–100× lower)
+MEAN_LEVELS = (0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 # light blue → blue → green → yellow → orange → red → magenta: the usual radar sequence
 RAIN_COLOURS = (
     "#c6e6fb",
@@ -67,13 +72,15 @@ class RainScale:
     levels: tuple[float, ...]
 
 
-def rain_scale() -> RainScale:
-    """The radar colour scale used by every rain figure (mm/h, discrete levels)."""
+def rain_scale(levels: Sequence[float] = RAIN_LEVELS) -> RainScale:
+    """The radar colour scale of every rain figure: discrete `levels` in mm/h (13 of them)."""
+    if len(levels) != len(RAIN_COLOURS) + 1:
+        raise ValueError(f"need {len(RAIN_COLOURS) + 1} levels, got {len(levels)}")
     cmap = colors.ListedColormap(list(RAIN_COLOURS), name="nowcast_rain").with_extremes(
         under="white", over="#5c0a6e", bad=NO_DATA
     )
-    norm = colors.BoundaryNorm(list(RAIN_LEVELS), cmap.N)
-    return RainScale(cmap, norm, RAIN_LEVELS)
+    norm = colors.BoundaryNorm(list(levels), cmap.N)
+    return RainScale(cmap, norm, tuple(levels))
 
 
 def to_rate(pixels: np.ndarray, valid: np.ndarray | None, zr: tuple[float, float]) -> np.ndarray:
@@ -153,6 +160,47 @@ def plot_sample(
     return fig
 
 
+def plot_animation_frame(
+    observed: np.ndarray,
+    observed_valid: np.ndarray | None,
+    forecasts: Mapping[str, np.ndarray],
+    lead_minutes: int,
+    issue_time: int,
+    zr: tuple[float, float],
+) -> Figure:
+    """One frame of an animation: the observation beside each forecast at one lead time.
+
+    Parameters
+    ----------
+    observed, observed_valid : np.ndarray
+        (H, W) uint8 pixels observed at the lead time and their valid mask (or None).
+    forecasts : mapping of str to np.ndarray
+        Panel title → (H, W) uint8 forecast pixels at the lead time.
+    lead_minutes, issue_time : int
+        Lead time (min) and issue time (s since the epoch, UTC) for the title.
+    zr : (a, b)
+        Z–R relation of the store.
+    """
+    scale = rain_scale()
+    panels = [("observed", observed), *forecasts.items()]
+    fig = Figure(figsize=(2.6 * len(panels) + 1.2, 3.2), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    image = None
+    for ax, (label, data) in zip(axes, panels, strict=True):
+        image = ax.imshow(
+            to_rate(data, observed_valid, zr),
+            cmap=scale.cmap,
+            norm=scale.norm,
+            interpolation="nearest",
+        )
+        _rain_axes(ax)
+        ax.set_title(label, fontsize=10)
+    _colourbar(fig, image, axes, scale)
+    valid_time = _utc(issue_time + 60 * lead_minutes)
+    fig.suptitle(f"+{lead_minutes} min: {valid_time} (issued {_utc(issue_time)})", fontsize=10)
+    return fig
+
+
 def plot_store(
     field: np.ndarray,
     valid: np.ndarray | None,
@@ -162,13 +210,15 @@ def plot_store(
     y: np.ndarray | None = None,
     title: str = "",
     units: str = "rain rate (mm/h)",
+    levels: Sequence[float] = RAIN_LEVELS,
 ) -> Figure:
     """One frame (uint8 pixels, decoded with `zr`) or a rain-rate field (`zr` None) of a store.
 
     With projected cell centres `x` (west → east) and `y` (north → south), in metres, the axes
-    show the extent in km; otherwise pixel indices.
+    show the extent in km; otherwise pixel indices. `levels`: the colour scale's boundaries
+    (`MEAN_LEVELS` suits a mean over many frames).
     """
-    scale = rain_scale()
+    scale = rain_scale(levels)
     data: np.ndarray
     if zr is None:
         mask = np.zeros(field.shape, bool) if valid is None else ~np.asarray(valid, bool)
@@ -230,8 +280,15 @@ def plot_scores(
         ax.set_title(metric.upper() if thr is None else f"{metric.upper()} ≥ {thr:g} mm/h")
         ax.set_xlabel("lead time (min)")
         ax.grid(alpha=0.3)
+        if sub["value"].notna().sum() == 0:  # e.g. no observed event at a high threshold
+            ax.set_xlim(rows["lead_minutes"].min(), rows["lead_minutes"].max())
+            ax.text(
+                0.5, 0.5, "undefined\n(no events)", transform=ax.transAxes, ha="center",
+                va="center", color="grey",
+            )  # fmt: skip
     axes[0, 0].set_ylabel(metric.upper())
-    axes[0, -1].legend(fontsize=8)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 6), fontsize=8)
     if title:
         fig.suptitle(title, fontsize=11)
     return fig
@@ -260,8 +317,7 @@ def plot_frames(frames: Any, *, in_frames: int, title: str = "") -> Figure:
             continue
         last = sub[sub["epoch"] == sub["epoch"].max()].sort_values("frame")
         ax.plot(last["frame"], last["dx"], style, marker="o", ms=3, label=f"{split}, last epoch")
-    ax.axvline(in_frames - 0.5, color="grey", lw=0.8)
-    ax.text(in_frames - 0.4, ax.get_ylim()[1], " forecast →", va="top", fontsize=8, color="grey")
+    _forecast_marker(ax, in_frames)
     ax.set_xlabel("output frame t")
     ax.set_ylabel("ΔX_t (mean |error|, pixel/255)")
     ax.set_title("per-frame error")
@@ -275,13 +331,16 @@ def plot_frames(frames: Any, *, in_frames: int, title: str = "") -> Figure:
             if e.empty:
                 continue
             colour = cmap(i / max(len(epochs) - 1, 1))
-            ax.plot(e["frame"], e["weight"], color=colour, lw=1.2)
-        ax.axvline(in_frames - 0.5, color="grey", lw=0.8)
-        bar = fig.colorbar(
-            ScalarMappable(norm=colors.Normalize(min(epochs), max(epochs)), cmap=cmap),
-            ax=ax,
-        )
-        bar.set_label("epoch")
+            ax.plot(e["frame"], e["weight"], color=colour, lw=1.2, label=f"epoch {epoch}")
+        _forecast_marker(ax, in_frames)
+        if len(epochs) > 1:
+            bar = fig.colorbar(
+                ScalarMappable(norm=colors.Normalize(min(epochs), max(epochs)), cmap=cmap),
+                ax=ax,
+            )
+            bar.set_label("epoch")
+        else:
+            ax.legend(fontsize=8)
         ax.set_xlabel("output frame t")
         ax.set_ylabel("W_t (mean over samples)")
         ax.set_title("focal frame weights over training")
@@ -291,18 +350,41 @@ def plot_frames(frames: Any, *, in_frames: int, title: str = "") -> Figure:
     return fig
 
 
+def _forecast_marker(ax: Any, in_frames: int) -> None:
+    """A line between reconstructed and forecast frames, integer frame ticks."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.axvline(in_frames - 0.5, color="grey", lw=0.8, ls=":")
+    ax.text(
+        in_frames - 0.3, 0.02, "forecast →", transform=ax.get_xaxis_transform(),
+        fontsize=8, color="grey",
+    )  # fmt: skip
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def plot_training(metrics: Any, *, title: str = "") -> Figure:
-    """Training and validation loss against step (``metrics.csv`` of a run)."""
+    """Training loss (per step, and a running mean) and validation loss against step.
+
+    `metrics` is a run's ``metrics.csv`` (columns ``step``, ``split``, ``loss``).
+    """
     fig = Figure(figsize=(6.4, 3.8), layout="constrained")
     ax = fig.subplots()
-    for split, style in (("train", "-"), ("valid", "o--")):
-        sub = metrics[metrics["split"] == split].sort_values("step")
-        if not sub.empty:
-            ax.plot(sub["step"], sub["loss"], style, ms=4, label=split)
+    train = metrics[metrics["split"] == "train"].sort_values("step")
+    if not train.empty:
+        ax.plot(train["step"], train["loss"], color="#1f6fc5", alpha=0.3, lw=0.8, label="train")
+        window = max(1, len(train) // 25)
+        if window > 1:
+            smooth = train["loss"].rolling(window, min_periods=1).mean()
+            ax.plot(
+                train["step"], smooth, color="#1f6fc5", lw=1.8, label=f"train ({window}-step mean)"
+            )
+    valid = metrics[metrics["split"] == "valid"].sort_values("step")
+    if not valid.empty:
+        ax.plot(valid["step"], valid["loss"], "o--", color="#e8531f", ms=4, label="validation")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.set_yscale("log")
     ax.grid(alpha=0.3, which="both")
-    ax.legend()
+    ax.legend(fontsize=8)
     ax.set_title(title or "training")
     return fig

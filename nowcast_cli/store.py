@@ -346,6 +346,12 @@ class Store:
             self._readable[path] = _arr(self.group, path)
         return self._readable[path]
 
+    def coordinates(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Projected cell centres (x west → east, y north → south) in metres, if georeferenced."""
+        if "x" not in self.group or "y" not in self.group:
+            return None
+        return np.asarray(_arr(self.group, "x")[:]), np.asarray(_arr(self.group, "y")[:])
+
     def time_chunk(self, size: int | None = None) -> int:
         """Frames per stored chunk of the full grid or of the ``size`` copy (read aligned)."""
         g = self.group if size is None else self._coarse(size)
