@@ -16,10 +16,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e . --group dev
 	touch $@
 
-# The main job on the bundled sample data: ingest real DWD RY composites, describe the store.
+# The main job on the bundled sample data: the whole chain (ingest, train, predict, verify,
+# plot) on 11 days of real DWD rain, in ./nowcast-demo (replaced on every run).
+DEMO_DIR ?= nowcast-demo
 demo: setup
-	$(BIN)/nowcast ingest dwd sample_data/dwd/ry_20200101_seq13 --out nowcast-data/dwd.zarr
-	$(BIN)/nowcast info nowcast-data/dwd.zarr
+	rm -rf $(DEMO_DIR)
+	$(BIN)/nowcast demo --dir $(DEMO_DIR)
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -388,6 +388,10 @@ def train(
     checkpoint_every: Annotated[
         int | None, _opt("Also write last.pt every N steps. (default: epoch ends)")
     ] = None,
+    predict: Annotated[
+        bool | None,
+        _opt("Forecast the test split when training ends (for `nowcast verify`). (default: on)"),
+    ] = None,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -509,6 +513,8 @@ def _show_train(r: Any) -> None:
     )
     t.add_row("best validation loss", best)
     t.add_row("checkpoints", ", ".join(str(p) for p in (r.last_checkpoint, r.best_checkpoint) if p))
+    if r.forecasts is not None:
+        t.add_row("test forecasts", f"{r.forecasts} (next: nowcast verify)")
     _console().print(t)
 
 
@@ -765,6 +771,12 @@ def predict(
     out: Annotated[
         Path | None, _opt("Forecast store to write. (default: RUN/forecasts.zarr)")
     ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite", help="Replace forecasts of another configuration (and their scores)."
+        ),
+    ] = False,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -946,6 +958,114 @@ def plot(
     elif not _State.quiet:
         for p in written:
             typer.echo(f"wrote {p}")
+
+
+# -- demo ---------------------------------------------------------------------------------------
+@app.command()
+@handle_errors
+def demo(
+    directory: Annotated[
+        Path, typer.Option("--dir", help="Fresh folder for everything the demo writes.")
+    ] = Path("nowcast-demo"),
+    quick: Annotated[
+        bool, typer.Option("--quick", help="A few training steps only (a smoke test).")
+    ] = False,
+    data: Annotated[
+        Path | None, _opt("The RADKLIM netCDF file. (default: the bundled one)")
+    ] = None,
+    steps: Annotated[
+        int | None, _opt("Training steps per model. (default: 300; --quick: 3)", "--steps")
+    ] = None,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """The whole chain on 11 days of real DWD rain: ingest, train, predict, verify, plot."""
+    _modes(quiet, as_json)
+    from nowcast_cli.demo import DemoConfig, run_demo
+
+    cfg = DemoConfig(
+        directory=str(directory),
+        quick=quick,
+        data=str(data) if data is not None else None,
+        steps=steps,
+    )
+    with _DemoProgress(enabled=not (_State.quiet or _State.as_json)) as bar:
+        result = run_demo(cfg, progress=bar.update)
+    if _State.as_json:
+        _print_json(result.as_dict())
+    elif not _State.quiet:
+        _show_demo(result)
+
+
+class _DemoProgress:
+    """One line per stage (with its time) and a progress bar while a model trains."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._train: _TrainProgress | None = None
+
+    def __enter__(self) -> _DemoProgress:
+        return self
+
+    def update(self, event: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        kind = event["event"]
+        con = _console(stderr=True)
+        if kind == "stage":
+            con.print(f"[bold]{event['stage']}[/bold] · {event['detail']} …", highlight=False)
+            if event["stage"].startswith("train"):
+                self._train = _TrainProgress(enabled=True)
+        elif kind == "done":
+            if self._train is not None:
+                self._train.__exit__(None, None, None)
+                self._train = None
+            con.print(f"  done in {event['seconds']:.1f} s", highlight=False)
+        elif self._train is not None and kind in ("start", "step", "valid"):
+            if kind != "start":
+                self._train.update(event)
+            else:
+                self._train.update({**event, "run": event["run"]})
+
+    def __exit__(self, *exc: object) -> None:
+        if self._train is not None:
+            self._train.__exit__(None, None, None)
+
+
+def _show_demo(r: Any) -> None:
+    from rich.table import Table
+
+    con = _console()
+    thresholds = [k.split("@")[1] for k in r.scores[0] if k.startswith("csi@")]
+    keys = [f"{m}@{x}" for m in ("csi", "hss") for x in thresholds] + ["mse", "ssim"]
+    names = [f"{k.split('@')[0].upper()} ≥ {k.split('@')[1]}" if "@" in k else k.upper()
+             for k in keys]  # fmt: skip
+    t = Table(
+        title="nowcast demo: test days 18–20 May 2018, mean over lead times",
+        title_justify="left",
+    )
+    t.add_column("score")
+    for row in r.scores:
+        t.add_column(row["run"].replace("convlstm ", ""), justify="right")
+    t.add_column("ff-mse − mse [95%]", justify="right")
+    c = r.comparison
+    for key, name in zip(keys, names, strict=True):
+        value, lo, hi = c[key]
+        diff = f"{value:+.3f} [{lo:+.2f}, {hi:+.2f}]" + (" *" if lo > 0 or hi < 0 else "  ")
+        t.add_row(name, *[_fmt(row[key][0]) for row in r.scores], diff)
+    con.print(t)
+    con.print(
+        f"{c['shared']} shared issue times in {c['blocks']} blocks of 6 h; * : the paired "
+        "interval excludes 0. Intervals of every score: scores.json of each run. A small "
+        "demo model trained for minutes says nothing about the paper's claims (experiments/ffl "
+        "does).",
+        markup=False,
+    )
+    for note in r.skipped:
+        con.print(f"skipped {note}", markup=False)
+    con.print(f"files written under {r.directory} ({r.seconds:.0f} s):", markup=False)
+    for p in r.files:
+        con.print(f"  {p.relative_to(r.directory)}", markup=False)
 
 
 def _fmt(x: Any, interval: tuple[Any, Any] | None = None, signed: bool = False) -> str:

@@ -38,7 +38,17 @@ __all__ = [
 INFO_TABLES = ("data", "split", "plan")
 #: options a resumed run may change: they do not change what is computed
 RESUMABLE = frozenset(
-    {"max_steps", "device", "devices", "workers", "compile", "checkpoint_every", "run", "resume"}
+    {
+        "max_steps",
+        "device",
+        "devices",
+        "workers",
+        "compile",
+        "checkpoint_every",
+        "run",
+        "resume",
+        "predict",
+    }
 )
 
 
@@ -160,6 +170,10 @@ class TrainConfig:
         Data-loading worker processes per training process; None = 0 on CPU, 2 on CUDA.
     checkpoint_every : int
         Also write last.pt every this many steps (0 = at epoch ends only).
+    predict : bool
+        When training ends (finished or at ``max_steps``), forecast the test split with the
+        best checkpoint into ``<run>/forecasts.zarr``, as the authors test after the last
+        epoch: ``nowcast verify`` can score it at once.
     run : str or None
         Run folder; None = ``runs/<model>-<loss>-<UTC time>/`` (or, with ``resume``, the
         latest run).
@@ -194,6 +208,7 @@ class TrainConfig:
     compile: bool = False
     workers: int | None = None
     checkpoint_every: int = 0
+    predict: bool = True
     run: str | None = None
     resume: bool = False
 

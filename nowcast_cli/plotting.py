@@ -308,7 +308,6 @@ def plot_frames(frames: Any, *, in_frames: int, title: str = "") -> Figure:
     has_w = "weight" in frames.columns and frames["weight"].notna().any()
     fig = Figure(figsize=(11 if has_w else 6, 3.6), layout="constrained")
     axes = fig.subplots(1, 2 if has_w else 1, squeeze=False)
-    epochs = sorted(frames["epoch"].unique())
     cmap = matplotlib.colormaps["viridis"]
     ax = axes[0, 0]
     for split, style in (("train", "-"), ("valid", "--")):
@@ -322,28 +321,35 @@ def plot_frames(frames: Any, *, in_frames: int, title: str = "") -> Figure:
     ax.set_ylabel("ΔX_t (mean |error|, pixel/255)")
     ax.set_title("per-frame error")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
     if has_w:
         ax = axes[0, 1]
-        sub = frames[(frames["split"] == "train") & frames["weight"].notna()]
-        for i, epoch in enumerate(epochs):
+        weighted = frames[frames["weight"].notna()]
+        # the weights as training saw them; a run stopped inside its first epoch has only
+        # the validation pass's
+        split = "train" if (weighted["split"] == "train").any() else "valid"
+        sub = weighted[weighted["split"] == split]
+        shown = sorted(sub["epoch"].unique())
+        for i, epoch in enumerate(shown):
             e = sub[sub["epoch"] == epoch].sort_values("frame")
-            if e.empty:
-                continue
-            colour = cmap(i / max(len(epochs) - 1, 1))
+            colour = cmap(i / max(len(shown) - 1, 1))
             ax.plot(e["frame"], e["weight"], color=colour, lw=1.2, label=f"epoch {epoch}")
         _forecast_marker(ax, in_frames)
-        if len(epochs) > 1:
+        if len(shown) > 6:  # many epochs: a colour bar, not a legend
+            from matplotlib.ticker import MaxNLocator
+
             bar = fig.colorbar(
-                ScalarMappable(norm=colors.Normalize(min(epochs), max(epochs)), cmap=cmap),
-                ax=ax,
+                ScalarMappable(norm=colors.Normalize(min(shown), max(shown)), cmap=cmap), ax=ax
             )
             bar.set_label("epoch")
-        else:
+            bar.locator = MaxNLocator(integer=True)
+            bar.update_ticks()
+        elif shown:
             ax.legend(fontsize=8)
         ax.set_xlabel("output frame t")
         ax.set_ylabel("W_t (mean over samples)")
-        ax.set_title("focal frame weights over training")
+        ax.set_title(f"focal frame weights over training ({split})")
         ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title, fontsize=11)

@@ -83,6 +83,9 @@ class PredictConfig:
         Motion field of the extrapolation baseline: ``lk`` (Lucas–Kanade) or ``vet``.
     out : str or None
         The forecast store to write (default ``<run>/forecasts.zarr``).
+    overwrite : bool
+        Replace a forecast store written by another configuration (e.g. an older checkpoint
+        of the same run), and the scores made from it, instead of refusing.
     """
 
     run: str | None = None
@@ -101,6 +104,7 @@ class PredictConfig:
     device: str = "auto"
     motion: str = "lk"
     out: str | None = None
+    overwrite: bool = False
 
     def __post_init__(self) -> None:
         if self.model is not None and self.model.lower() not in BASELINES:
@@ -271,6 +275,10 @@ def _plan(cfg: PredictConfig) -> _Job:
         out_dir = run
     elif cfg.out is not None:
         out_dir = Path(cfg.out).parent
+        if not out_dir.exists() or not any(out_dir.iterdir()):
+            # a new folder for a baseline is a run folder, like `runs/<baseline>-<time>/`
+            out_dir.mkdir(parents=True, exist_ok=True)
+            _write_baseline_config(out_dir, cfg, data_cfg, run)
     else:
         out_dir = runs.new_run_dir(model, None)
         _write_baseline_config(out_dir, cfg, data_cfg, run)
@@ -287,7 +295,9 @@ def _plan(cfg: PredictConfig) -> _Job:
         "in_frames": m,
         "out_frames": n,
         "issue_times": how,
-        "config": {k: v for k, v in asdict(cfg).items() if k not in ("batch", "device", "out")},
+        "config": {
+            k: v for k, v in asdict(cfg).items() if k not in ("batch", "device", "out", "overwrite")
+        },
         "data": {k: v for k, v in asdict(data_cfg).items()},
     }
     if model == "extrapolation":
@@ -376,7 +386,7 @@ def forecast(cfg: PredictConfig, progress: Progress | None = None) -> PredictRes
     job = _plan(cfg)
     predictor = _predictor(job, cfg)
     with Store.open(job.store) as obs:
-        fstore = _open_output(job, obs)
+        fstore = _open_output(job, obs, cfg.overwrite)
         with fstore:
             done = fstore.issue_times
             todo = np.ones(len(job.issue), bool)
@@ -411,19 +421,25 @@ def forecast(cfg: PredictConfig, progress: Progress | None = None) -> PredictRes
     )
 
 
-def _open_output(job: _Job, obs: Any) -> Any:
+def _open_output(job: _Job, obs: Any, overwrite: bool) -> Any:
     """The forecast store to append to: new, or the same configuration's (resume)."""
+    import shutil
+
     from nowcast_cli.store import ForecastStore
 
     if (job.out / "zarr.json").is_file():
         fstore = ForecastStore.open(job.out, mode="a")
-        if fstore.attrs.get("fingerprint") != job.attrs["fingerprint"]:
-            fstore.close()
+        if fstore.attrs.get("fingerprint") == job.attrs["fingerprint"]:
+            return fstore
+        fstore.close()
+        if not overwrite:
             raise StoreError(
                 f"{job.out} holds forecasts of another configuration (model, checkpoint, "
-                "store or issue times); remove it or write elsewhere with --out"
+                "store or issue times); replace it with --overwrite or write elsewhere with --out"
             )
-        return fstore
+        shutil.rmtree(job.out)
+        for stale in ("scores.csv", "scores.json"):  # they scored the forecasts just removed
+            (job.out.parent / stale).unlink(missing_ok=True)
     return ForecastStore.create(
         job.out, observations=obs, size=job.size, lead_minutes=job.leads, attrs=job.attrs
     )

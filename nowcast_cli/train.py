@@ -103,6 +103,7 @@ class RunResult:
     device: str
     world_size: int
     rank: int = 0
+    forecasts: Path | None = None  # the test split's forecasts (``predict``)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly dict."""
@@ -293,9 +294,24 @@ def fit(cfg: TrainConfig, progress: Progress | None = None) -> RunResult:
     plan = _plan(cfg)
     if not plan.resume:
         _write_config(plan)
-    if cfg.devices > 1:
-        return _spawn(plan, progress)
-    return _train(plan, 0, 1, progress)
+    result = _spawn(plan, progress) if cfg.devices > 1 else _train(plan, 0, 1, progress)
+    return _forecast_test(cfg, result, progress)
+
+
+def _forecast_test(cfg: TrainConfig, result: RunResult, progress: Progress | None) -> RunResult:
+    """The authors' test after training: forecasts of the test split, into the run folder."""
+    if not cfg.predict or result.rank != 0 or result.status == "interrupted":
+        return result
+    if result.windows.get("test", 0) == 0:
+        return result
+    from nowcast_cli.predict import PredictConfig, forecast
+
+    if progress is not None:
+        progress({"event": "predict", "run": str(result.run_dir)})
+    # a resumed run replaces the forecasts of its earlier checkpoint
+    out = forecast(PredictConfig(run=str(result.run_dir), device=cfg.device, overwrite=True))
+    result.forecasts = out.forecasts
+    return result
 
 
 def _fit_torchrun(cfg: TrainConfig, progress: Progress | None) -> RunResult:
@@ -317,7 +333,8 @@ def _fit_torchrun(cfg: TrainConfig, progress: Progress | None) -> RunResult:
     if isinstance(box[0], Exception):
         dist.destroy_process_group()
         raise box[0]
-    return _train(box[0], rank, world, progress if rank == 0 else None, distributed_ready=True)
+    result = _train(box[0], rank, world, progress if rank == 0 else None, distributed_ready=True)
+    return _forecast_test(cfg, result, progress if rank == 0 else None)
 
 
 def _spawn(plan: Plan, progress: Progress | None) -> RunResult:

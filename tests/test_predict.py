@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -161,6 +162,12 @@ def test_an_interrupted_prediction_resumes(
                           out="resume/forecasts.zarr")  # fmt: skip
     with pytest.raises(StoreError, match="another configuration"):
         forecast(other)
+    (Path("resume") / "scores.csv").write_text("stale")
+    replaced = forecast(dataclasses.replace(other, overwrite=True))
+    assert replaced.skipped == 0
+    assert not (Path("resume") / "scores.csv").exists()  # it scored the forecasts replaced
+    with ForecastStore.open("resume/forecasts.zarr") as fs:
+        assert fs.attrs["config"]["split"] == "valid"
 
 
 def test_extrapolation_forecasts_leads_only(project: tuple[Path, Path]) -> None:
