@@ -26,7 +26,7 @@ app = typer.Typer(
     help="Precipitation nowcasting: radar archives in, trained nowcasts and verification out.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
-    add_completion=False,
+    add_completion=True,
 )
 list_app = typer.Typer(
     help="List sources, stores, runs and other registered names.", no_args_is_help=True
@@ -518,209 +518,7 @@ def _show_train(r: Any) -> None:
     _console().print(t)
 
 
-# -- info ----------------------------------------------------------------------------------------
-@app.command()
-@handle_errors
-def info(
-    target: Annotated[
-        Path | None,
-        typer.Argument(help="A store or a run folder. [default: the only store in ./nowcast-data]"),
-    ] = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Describe a store (product, shape, time span, gaps, units) or a run folder."""
-    _modes(False, as_json)
-    from nowcast_cli.runs import is_run
-    from nowcast_cli.store import Store, resolve_store
-
-    if target is not None and is_run(target):
-        _show_run(target)
-        return
-
-    with Store.open(resolve_store(target)) as store:
-        s = store.summary()
-    if _State.as_json:
-        _print_json(s)
-        return
-    from rich.table import Table
-
-    t = Table(title=f"nowcast store {s['path']}", show_header=False, title_justify="left")
-    t.add_column(style="bold")
-    t.add_column()
-    t.add_row("source / product", f"{s['source']} / {s['product']}")
-    t.add_row("frames", f"{s['frames']} × {s['shape'][0]}×{s['shape'][1]} ({s['grid']})")
-    t.add_row("interval", f"{s['interval_seconds'] // 60} min")
-    t.add_row("time span (UTC)", f"{s['start']} → {s['end']}" if s["start"] else "empty")
-    t.add_row(
-        "gaps", f"{s['gaps']} ({s['missing_frames']} missing frames)" if s["gaps"] else "none"
-    )
-    t.add_row("units", s["units"])
-    t.add_row("Z–R", f"Z = {s['zr']['a']} R^{s['zr']['b']}")
-    copies = [f"{c['size']}×{c['size']} of the {c['description']}" for c in s["coarse"]]
-    t.add_row("training copies", "; ".join(copies) or "none")
-    if s["uncommitted"]:
-        t.add_row("interrupted", f"{s['uncommitted']} uncommitted frames (re-run ingest to resume)")
-    t.add_row("attribution", str(s["attribution"]))
-    con = _console()
-    con.print(t)
-    for g in s["gap_list"][:10]:
-        con.print(f"  gap: {g['after']} → {g['before']} ({g['missing']} missing)")
-
-
-# -- list ----------------------------------------------------------------------------------------
-@list_app.command("sources")
-@handle_errors
-def list_sources(as_json: JsonOpt = False) -> None:
-    """Radar sources `nowcast ingest` can read."""
-    _modes(False, as_json)
-    from nowcast_cli.io import READERS
-
-    rows = [
-        {
-            "name": name,
-            "description": desc,
-            "zr": list(READERS.get(name).zr),
-            "attribution": READERS.get(name).attribution,
-        }
-        for name, desc in READERS.describe().items()
-    ]
-    _print_rows(rows, ["name", "description"], "sources")
-
-
-@list_app.command("models")
-@handle_errors
-def list_models_cmd(as_json: JsonOpt = False) -> None:
-    """Nowcasting models, with trainable parameters at the paper's configuration."""
-    _modes(False, as_json)
-    from nowcast_cli.models import list_models
-
-    rows = list_models()
-    if not _State.as_json:
-        rows = [
-            {
-                **r,
-                "params": f"{r['params'] / 1e6:.2f}M",
-                "paper": "—" if r["paper_params"] is None else f"{r['paper_params'] / 1e6:.2f}M",
-            }
-            for r in rows
-        ]
-    _print_rows(
-        rows,
-        ["name", "params", "paper", "description"],
-        "models at the paper's configuration (3 layers × 64, 120×120); paper = its Table II",
-    )
-
-
-@list_app.command("losses")
-@handle_errors
-def list_losses_cmd(as_json: JsonOpt = False) -> None:
-    """Training losses (each also in a balanced B- form, --balanced)."""
-    _modes(False, as_json)
-    from nowcast_cli.losses import LOSSES
-
-    rows = [{"name": n, "description": d} for n, d in LOSSES.describe().items()]
-    _print_rows(rows, ["name", "description"], "losses")
-
-
-@list_app.command("metrics")
-@handle_errors
-def list_metrics_cmd(as_json: JsonOpt = False) -> None:
-    """Verification scores (`nowcast verify`, the metric column of scores.csv)."""
-    _modes(False, as_json)
-    from nowcast_cli.metrics import METRICS, categorical
-
-    rows = [
-        {
-            "name": n,
-            "kind": "categorical" if n in categorical.NAMES else "continuous",
-            "description": d,
-        }
-        for n, d in METRICS.describe().items()
-    ]
-    _print_rows(rows, ["name", "kind", "description"], "metrics")
-
-
-@list_app.command("stores")
-@handle_errors
-def list_stores_cmd(as_json: JsonOpt = False) -> None:
-    """Stores in ./nowcast-data."""
-    _modes(False, as_json)
-    from nowcast_cli.store import Store, list_stores
-
-    rows = []
-    cwd = Path.cwd()
-    for p in list_stores():
-        with Store.open(p) as s:
-            info = s.summary()
-        info["path"] = str(p.relative_to(cwd)) if p.is_relative_to(cwd) else str(p)
-        rows.append({k: info[k] for k in ("path", "product", "frames", "start", "end")})
-    _print_rows(rows, ["path", "product", "frames", "start", "end"], "stores")
-
-
-@list_app.command("runs")
-@handle_errors
-def list_runs_cmd(as_json: JsonOpt = False) -> None:
-    """Training runs in ./runs: model, loss, steps, best validation loss."""
-    _modes(False, as_json)
-    from nowcast_cli.runs import list_runs, run_summary
-
-    rows = [run_summary(p) for p in list_runs()]
-    if not _State.as_json:
-        rows = [
-            {
-                **r,
-                "steps": f"{r['steps']}/{r['planned_steps'] or '?'}",
-                "best_valid_loss": "—"
-                if r["best_valid_loss"] is None
-                else f"{r['best_valid_loss']:.6g}",
-            }
-            for r in rows
-        ]
-    _print_rows(rows, ["name", "model", "loss", "steps", "best_valid_loss"], "runs")
-
-
-def _show_run(run: Path) -> None:
-    from nowcast_cli.runs import run_summary
-
-    s = run_summary(run)
-    if _State.as_json:
-        _print_json(s)
-        return
-    from rich.table import Table
-
-    t = Table(title=f"nowcast run {s['path']}", show_header=False, title_justify="left")
-    t.add_column(style="bold")
-    t.add_column()
-    t.add_row("model / loss", f"{s['model']} / {s['loss']}")
-    t.add_row("store", str(s["store"]))
-    t.add_row("steps", f"{s['steps']} of {s['planned_steps']} ({s['epochs']} epochs planned)")
-    best = s["best_valid_loss"]
-    t.add_row(
-        "best validation loss", "—" if best is None else f"{best:.6g} (step {s['best_step']})"
-    )
-    t.add_row(
-        "last training loss", "—" if s["last_train_loss"] is None else f"{s['last_train_loss']:.6g}"
-    )
-    t.add_row("split", str(s["split"].get("note", "")))
-    t.add_row("checkpoints", ", ".join(s["checkpoints"]) or "none")
-    _console().print(t)
-
-
-def _print_rows(rows: list[dict[str, Any]], columns: list[str], what: str) -> None:
-    if _State.as_json:
-        _print_json(rows)
-        return
-    from rich.table import Table
-
-    t = Table(title=what)
-    for c in columns:
-        t.add_column(c)
-    for r in rows:
-        t.add_row(*[str(r[c]) for c in columns])
-    _console().print(t)
-
-
-# -- verify --------------------------------------------------------------------------------------
+# -- predict -------------------------------------------------------------------------------------
 @app.command()
 @handle_errors
 def predict(
@@ -813,6 +611,7 @@ def _show_predict(r: Any) -> None:
     _console().print(f"next: nowcast verify {r.run}", markup=False)
 
 
+# -- verify --------------------------------------------------------------------------------------
 @app.command()
 @handle_errors
 def verify(
@@ -1217,3 +1016,205 @@ def _show_comparison(c: Any, per_lead: bool) -> None:
                     row.append(_fmt(c.lead_diff[m][i, k], (lo[i, k], hi[i, k]), signed=True))
                 t.add_row(f"{minutes} min", *row)
             con.print(t)
+
+
+# -- info ----------------------------------------------------------------------------------------
+@app.command()
+@handle_errors
+def info(
+    target: Annotated[
+        Path | None,
+        typer.Argument(help="A store or a run folder. [default: the only store in ./nowcast-data]"),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Describe a store (product, shape, time span, gaps, units) or a run folder."""
+    _modes(False, as_json)
+    from nowcast_cli.runs import is_run
+    from nowcast_cli.store import Store, resolve_store
+
+    if target is not None and is_run(target):
+        _show_run(target)
+        return
+
+    with Store.open(resolve_store(target)) as store:
+        s = store.summary()
+    if _State.as_json:
+        _print_json(s)
+        return
+    from rich.table import Table
+
+    t = Table(title=f"nowcast store {s['path']}", show_header=False, title_justify="left")
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("source / product", f"{s['source']} / {s['product']}")
+    t.add_row("frames", f"{s['frames']} × {s['shape'][0]}×{s['shape'][1]} ({s['grid']})")
+    t.add_row("interval", f"{s['interval_seconds'] // 60} min")
+    t.add_row("time span (UTC)", f"{s['start']} → {s['end']}" if s["start"] else "empty")
+    t.add_row(
+        "gaps", f"{s['gaps']} ({s['missing_frames']} missing frames)" if s["gaps"] else "none"
+    )
+    t.add_row("units", s["units"])
+    t.add_row("Z–R", f"Z = {s['zr']['a']} R^{s['zr']['b']}")
+    copies = [f"{c['size']}×{c['size']} of the {c['description']}" for c in s["coarse"]]
+    t.add_row("training copies", "; ".join(copies) or "none")
+    if s["uncommitted"]:
+        t.add_row("interrupted", f"{s['uncommitted']} uncommitted frames (re-run ingest to resume)")
+    t.add_row("attribution", str(s["attribution"]))
+    con = _console()
+    con.print(t)
+    for g in s["gap_list"][:10]:
+        con.print(f"  gap: {g['after']} → {g['before']} ({g['missing']} missing)")
+
+
+# -- list ----------------------------------------------------------------------------------------
+@list_app.command("sources")
+@handle_errors
+def list_sources(as_json: JsonOpt = False) -> None:
+    """Radar sources `nowcast ingest` can read."""
+    _modes(False, as_json)
+    from nowcast_cli.io import READERS
+
+    rows = [
+        {
+            "name": name,
+            "description": desc,
+            "zr": list(READERS.get(name).zr),
+            "attribution": READERS.get(name).attribution,
+        }
+        for name, desc in READERS.describe().items()
+    ]
+    _print_rows(rows, ["name", "description"], "sources")
+
+
+@list_app.command("models")
+@handle_errors
+def list_models_cmd(as_json: JsonOpt = False) -> None:
+    """Nowcasting models, with trainable parameters at the paper's configuration."""
+    _modes(False, as_json)
+    from nowcast_cli.models import list_models
+
+    rows = list_models()
+    if not _State.as_json:
+        rows = [
+            {
+                **r,
+                "params": f"{r['params'] / 1e6:.2f}M",
+                "paper": "—" if r["paper_params"] is None else f"{r['paper_params'] / 1e6:.2f}M",
+            }
+            for r in rows
+        ]
+    _print_rows(
+        rows,
+        ["name", "params", "paper", "description"],
+        "models at the paper's configuration (3 layers × 64, 120×120); paper = its Table II",
+    )
+
+
+@list_app.command("losses")
+@handle_errors
+def list_losses_cmd(as_json: JsonOpt = False) -> None:
+    """Training losses (each also in a balanced B- form, --balanced)."""
+    _modes(False, as_json)
+    from nowcast_cli.losses import LOSSES
+
+    rows = [{"name": n, "description": d} for n, d in LOSSES.describe().items()]
+    _print_rows(rows, ["name", "description"], "losses")
+
+
+@list_app.command("metrics")
+@handle_errors
+def list_metrics_cmd(as_json: JsonOpt = False) -> None:
+    """Verification scores (`nowcast verify`, the metric column of scores.csv)."""
+    _modes(False, as_json)
+    from nowcast_cli.metrics import METRICS, categorical
+
+    rows = [
+        {
+            "name": n,
+            "kind": "categorical" if n in categorical.NAMES else "continuous",
+            "description": d,
+        }
+        for n, d in METRICS.describe().items()
+    ]
+    _print_rows(rows, ["name", "kind", "description"], "metrics")
+
+
+@list_app.command("stores")
+@handle_errors
+def list_stores_cmd(as_json: JsonOpt = False) -> None:
+    """Stores in ./nowcast-data."""
+    _modes(False, as_json)
+    from nowcast_cli.store import Store, list_stores
+
+    rows = []
+    cwd = Path.cwd()
+    for p in list_stores():
+        with Store.open(p) as s:
+            info = s.summary()
+        info["path"] = str(p.relative_to(cwd)) if p.is_relative_to(cwd) else str(p)
+        rows.append({k: info[k] for k in ("path", "product", "frames", "start", "end")})
+    _print_rows(rows, ["path", "product", "frames", "start", "end"], "stores")
+
+
+@list_app.command("runs")
+@handle_errors
+def list_runs_cmd(as_json: JsonOpt = False) -> None:
+    """Training runs in ./runs: model, loss, steps, best validation loss."""
+    _modes(False, as_json)
+    from nowcast_cli.runs import list_runs, run_summary
+
+    rows = [run_summary(p) for p in list_runs()]
+    if not _State.as_json:
+        rows = [
+            {
+                **r,
+                "steps": f"{r['steps']}/{r['planned_steps'] or '?'}",
+                "best_valid_loss": "—"
+                if r["best_valid_loss"] is None
+                else f"{r['best_valid_loss']:.6g}",
+            }
+            for r in rows
+        ]
+    _print_rows(rows, ["name", "model", "loss", "steps", "best_valid_loss"], "runs")
+
+
+def _show_run(run: Path) -> None:
+    from nowcast_cli.runs import run_summary
+
+    s = run_summary(run)
+    if _State.as_json:
+        _print_json(s)
+        return
+    from rich.table import Table
+
+    t = Table(title=f"nowcast run {s['path']}", show_header=False, title_justify="left")
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("model / loss", f"{s['model']} / {s['loss']}")
+    t.add_row("store", str(s["store"]))
+    t.add_row("steps", f"{s['steps']} of {s['planned_steps']} ({s['epochs']} epochs planned)")
+    best = s["best_valid_loss"]
+    t.add_row(
+        "best validation loss", "—" if best is None else f"{best:.6g} (step {s['best_step']})"
+    )
+    t.add_row(
+        "last training loss", "—" if s["last_train_loss"] is None else f"{s['last_train_loss']:.6g}"
+    )
+    t.add_row("split", str(s["split"].get("note", "")))
+    t.add_row("checkpoints", ", ".join(s["checkpoints"]) or "none")
+    _console().print(t)
+
+
+def _print_rows(rows: list[dict[str, Any]], columns: list[str], what: str) -> None:
+    if _State.as_json:
+        _print_json(rows)
+        return
+    from rich.table import Table
+
+    t = Table(title=what)
+    for c in columns:
+        t.add_column(c)
+    for r in rows:
+        t.add_row(*[str(r[c]) for c in columns])
+    _console().print(t)
