@@ -844,9 +844,11 @@ def _show_demo(r: Any) -> None:
         title_justify="left",
     )
     t.add_column("score")
+    short = {"persistence": "persist.", "extrapolation": "extrap."}
     for row in r.scores:
-        t.add_column(row["run"].replace("convlstm ", ""), justify="right")
-    t.add_column("ff-mse − mse [95%]", justify="right")
+        name = row["run"].replace("convlstm ", "")
+        t.add_column(short.get(name, name), justify="right")
+    t.add_column("ff-mse − mse [95%]", justify="right", no_wrap=True)
     c = r.comparison
     for key, name in zip(keys, names, strict=True):
         value, lo, hi = c[key]
