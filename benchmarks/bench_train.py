@@ -117,7 +117,9 @@ def data_pipeline(tmp: Path, frames: int, n: int) -> dict[str, Any]:
 
 def engine_rate(store: Path, run: Path, steps: int, **opts: Any) -> dict[str, Any]:
     """Samples/s of the real loop: median of the per-step rates after the first step."""
-    cfg = configure({"store": str(store), "run": str(run), "max_steps": steps, **opts})
+    cfg = configure(
+        {"store": str(store), "run": str(run), "max_steps": steps, "predict": False, **opts}
+    )
     fit(cfg)
     with (run / "metrics.csv").open() as fh:
         rows = [r for r in csv.DictReader(fh) if r["split"] == "train"]
