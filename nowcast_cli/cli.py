@@ -647,7 +647,8 @@ def verify(
         tuple[Path, Path] | None,
         typer.Option(
             help="Two runs or forecast stores: paired difference A − B on their shared "
-            "issue times.",
+            "issue times. Comma-separated runs on each side (e.g. seeds) are paired by "
+            "position and pooled; seeds and days are then both resampled.",
             show_default=False,
         ),
     ] = None,
@@ -972,9 +973,12 @@ def _show_comparison(c: Any, per_lead: bool) -> None:
     from nowcast_cli.metrics import categorical, continuous
 
     con = _console()
+    pooled = (
+        f"; {c.pairs} pairs of runs pooled, pairs and blocks both resampled" if c.pairs > 1 else ""
+    )
     con.print(
         f"A = {c.a}\nB = {c.b}\n{c.shared} shared issue times in {c.blocks} blocks of "
-        f"{c.block_hours:g} h; A − B with 95% intervals from {c.bootstrap} paired "
+        f"{c.block_hours:g} h{pooled}; A − B with 95% intervals from {c.bootstrap} paired "
         "block-bootstrap replicates (* : the interval excludes 0)",
         markup=False,
         highlight=False,

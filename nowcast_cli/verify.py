@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import collections
 import csv
+import dataclasses
 import itertools
 import json
 import math
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,10 +192,28 @@ class Comparison:
     lead_diff: dict[str, np.ndarray]
     lead_diff_interval: dict[str, tuple[np.ndarray, np.ndarray]]
     seconds: float
+    pairs: int = 1  # runs per side, paired by position (e.g. seeds)
+    per_pair: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready summary; undefined values are null."""
         return {
+            "pairs": self.pairs,
+            "per_pair": [
+                {
+                    "a": p["a"],
+                    "b": p["b"],
+                    "mean_over_leads": {
+                        k: {
+                            "a_minus_b": _json(v),
+                            "low": _json(p["interval"][k][0]),
+                            "high": _json(p["interval"][k][1]),
+                        }
+                        for k, v in p["diff"].items()
+                    },
+                }
+                for p in self.per_pair
+            ],
             "a": self.a,
             "b": self.b,
             "observations": self.observations,
@@ -654,9 +673,16 @@ def _check_blocks(n_blocks: int, samples: int, block_hours: float) -> None:
         )
 
 
+def _run_list(runs: str | Path | Sequence[str | Path]) -> list[str | Path]:
+    """One run, several runs, or a comma-separated list of runs."""
+    if isinstance(runs, (str, Path)):
+        return [r for r in str(runs).split(",") if r] if "," in str(runs) else [runs]
+    return list(runs)
+
+
 def compare(
-    run_a: str | Path,
-    run_b: str | Path,
+    run_a: str | Path | Sequence[str | Path],
+    run_b: str | Path | Sequence[str | Path],
     *,
     thresholds: tuple[float, ...] | str = DEFAULT_THRESHOLDS,
     frames: str = "forecast",
@@ -667,10 +693,19 @@ def compare(
     observations: str | Path | None = None,
     progress: Progress | None = None,
 ) -> Comparison:
-    """Paired comparison of two runs on the issue times both hold: A − B with 95% intervals.
+    """Paired comparison A − B on the issue times every run holds, with 95% intervals.
 
     Parameters are those of `evaluate`; `run_a` and `run_b` are forecast stores or run folders
-    on the same observation grid and encoding, with the same scored leads.
+    on the same observation grid and encoding, with the same scored leads: one run each, or
+    the same number of runs each (a sequence, or a comma-separated string), paired by
+    position — typically the seeds of two configurations, A's seed i against B's seed i.
+
+    With several pairs, each side's scores pool the contingency tables and pixel sums of all
+    its runs (one score per configuration, as if its seeds were one forecast set), and the
+    bootstrap resamples both the pairs (training randomness) and the blocks of issue times
+    (weather), with replacement, in two stages: the interval answers whether the difference
+    would survive other seeds *and* other days. Each pair's own difference, with a
+    blocks-only interval, is in ``per_pair``.
 
     Raises
     ------
@@ -682,48 +717,79 @@ def compare(
     grp = _groups(groups)
     if bootstrap < 1:
         raise ConfigError(f"--compare needs bootstrap replicates ≥ 1, got {bootstrap}")
-    ta = _open_target(run_a, observations, frames)
-    tb = _open_target(run_b, observations or ta.obs.path, frames)
-    if ta.fstore.shape != tb.fstore.shape or ta.size != tb.size:
-        raise DataError(
-            f"{ta.fstore.path} and {tb.fstore.path}: forecasts on different grids "
-            f"({ta.fstore.shape} and {tb.fstore.shape})"
+    runs_a, runs_b = _run_list(run_a), _run_list(run_b)
+    if len(runs_a) != len(runs_b) or not runs_a:
+        raise ConfigError(
+            f"--compare pairs runs by position: A has {len(runs_a)} run(s), B {len(runs_b)}"
         )
-    if not np.array_equal(ta.lead_minutes, tb.lead_minutes):
-        raise DataError(
-            f"{ta.fstore.path} and {tb.fstore.path}: different lead times "
-            f"({ta.lead_minutes.tolist()} and {tb.lead_minutes.tolist()} min)"
-        )
-    ia, ib = ta.fstore.issue_times, tb.fstore.issue_times
-    issue, pa, pb = np.intersect1d(ia, ib, assume_unique=True, return_indices=True)
+    first = _open_target(runs_a[0], observations, frames)
+    obs_path = observations or first.obs.path
+    targets = [first] + [_open_target(r, obs_path, frames) for r in runs_a[1:]]
+    targets += [_open_target(r, obs_path, frames) for r in runs_b]
+    ta = targets[0]
+    for t in targets[1:]:
+        if t.fstore.shape != ta.fstore.shape or t.size != ta.size:
+            raise DataError(
+                f"{ta.fstore.path} and {t.fstore.path}: forecasts on different grids "
+                f"({ta.fstore.shape} and {t.fstore.shape})"
+            )
+        if not np.array_equal(t.lead_minutes, ta.lead_minutes) or not np.array_equal(
+            t.fstore.lead_minutes, ta.fstore.lead_minutes
+        ):
+            raise DataError(
+                f"{ta.fstore.path} and {t.fstore.path}: different lead times "
+                f"({ta.fstore.lead_minutes.tolist()} and {t.fstore.lead_minutes.tolist()} min)"
+            )
+    issue = targets[0].fstore.issue_times
+    for t in targets[1:]:
+        issue = np.intersect1d(issue, t.fstore.issue_times, assume_unique=True)
     if len(issue) == 0:
         span = "; ".join(
-            f"{t.fstore.path}: {len(i)} issued {iso(i[0])} → {iso(i[-1])}"
-            if len(i)
+            f"{t.fstore.path}: {len(t.fstore.issue_times)} issued "
+            f"{iso(t.fstore.issue_times[0])} → {iso(t.fstore.issue_times[-1])}"
+            if len(t.fstore.issue_times)
             else f"{t.fstore.path}: none"
-            for t, i in ((ta, ia), (tb, ib))
+            for t in targets
         )
         raise DataError(f"--compare: the runs share no issue times ({span})")
+    positions = [np.searchsorted(t.fstore.issue_times, issue) for t in targets]
     pixels = _event_pixels(ths, ta.obs.zr)
     block, n_blocks = boot.block_ids(issue, block_hours)
     match = _match(issue, ta.lead_minutes, ta.obs.times)
     if not np.any(match >= 0):
         raise DataError(_no_match_message(ta.fstore.path, ta.obs, issue, ta.lead_minutes))
-    if not np.array_equal(ta.fstore.lead_minutes, tb.fstore.lead_minutes):
-        raise DataError(
-            f"{ta.fstore.path} and {tb.fstore.path}: the stores hold different leads "
-            f"({ta.fstore.lead_minutes.tolist()} and {tb.fstore.lead_minutes.tolist()} min)"
-        )
     _check_blocks(n_blocks, len(issue), block_hours)
-    acc_a, acc_b = _accumulate([ta, tb], [pa, pb], match, pixels, grp, block, n_blocks, progress)
+    accs = _accumulate(targets, positions, match, pixels, grp, block, n_blocks, progress)
+    pairs = len(runs_a)
+    acc_a, acc_b = _pool(accs[:pairs]), _pool(accs[pairs:])
     per_a, mean_a = _scores(acc_a, None)
     per_b, mean_b = _scores(acc_b, None)
-    w = boot.resample_weights(n_blocks, bootstrap, seed)
+    w_blocks = boot.resample_weights(n_blocks, bootstrap, seed)
+    if pairs > 1:  # two stages: pairs of runs, then blocks of issue times
+        w_pairs = boot.resample_weights(pairs, bootstrap, seed + 1)
+        w = (w_pairs[:, :, None] * w_blocks[:, None, :]).reshape(bootstrap, pairs * n_blocks)
+    else:
+        w = w_blocks
     rep_pa, rep_ma = _scores(acc_a, w)
     rep_pb, rep_mb = _scores(acc_b, w)
+    per_pair = []
+    if pairs > 1:
+        for k in range(pairs):
+            _, ma = _scores(accs[k], None)
+            _, mb = _scores(accs[pairs + k], None)
+            _, ra = _scores(accs[k], w_blocks)
+            _, rb = _scores(accs[pairs + k], w_blocks)
+            per_pair.append(
+                {
+                    "a": str(targets[k].fstore.path),
+                    "b": str(targets[pairs + k].fstore.path),
+                    "diff": {m: ma[m] - mb[m] for m in ma},
+                    "interval": {m: boot.interval(ra[m] - rb[m]) for m in ra},
+                }
+            )
     return Comparison(
-        a=str(ta.fstore.path),
-        b=str(tb.fstore.path),
+        a=", ".join(str(t.fstore.path) for t in targets[:pairs]),
+        b=", ".join(str(t.fstore.path) for t in targets[pairs:]),
         observations=str(ta.obs.path),
         frames=frames,
         thresholds=ths,
@@ -741,7 +807,26 @@ def compare(
         lead_diff={k: per_a[k] - per_b[k] for k in per_a},
         lead_diff_interval={k: boot.interval(rep_pa[k] - rep_pb[k]) for k in rep_pa},
         seconds=time.perf_counter() - t0,
+        pairs=pairs,
+        per_pair=per_pair,
     )
+
+
+def _pool(accs: Sequence[_Accumulators]) -> _Accumulators:
+    """Several runs' accumulators as one, their blocks side by side (run-major)."""
+    if len(accs) == 1:
+        return accs[0]
+    con = cont = None
+    if accs[0].contingency is not None:
+        c0 = accs[0].contingency
+        counts = np.concatenate([a.contingency.counts for a in accs if a.contingency])
+        con = dataclasses.replace(c0, counts=counts)
+    if accs[0].continuous is not None:
+        k0 = accs[0].continuous
+        sums = np.concatenate([a.continuous.sums for a in accs if a.continuous])
+        frames = np.concatenate([a.continuous.frames for a in accs if a.continuous])
+        cont = dataclasses.replace(k0, sums=sums, frames=frames)
+    return _Accumulators(con, cont)
 
 
 def write_scores(result: Verification, folder: str | Path | None = None) -> tuple[Path, Path]:

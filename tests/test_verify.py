@@ -279,3 +279,80 @@ def test_bootstrap_over_a_single_block_is_refused(in_tmp: Path) -> None:
     assert ok.exit_code == 0, ok.output
     with pytest.raises(DataError, match="at least 2 blocks"):
         verify.compare("runs/p", "runs/p", bootstrap=10)
+
+
+def _noisy_run(path: Path, obs, seed: int, lag: int) -> None:  # type: ignore[no-untyped-def]
+    """A 'seed' of a run: the frame `lag` intervals before the issue time, with pixel noise."""
+    frames, _ = obs.read(0, len(obs), 16)
+    rng = np.random.default_rng(seed)
+    with ForecastStore.create(path, observations=obs, size=16, lead_minutes=[5, 10]) as fs:
+        for i, t in enumerate(obs.times):
+            if i < lag or i + 2 >= len(obs) or obs.times[i + 2] - t != 600:
+                continue
+            base = frames[i - lag].astype(np.int64)
+            out = np.clip(base + rng.integers(-25, 26, base.shape), 0, 255).astype(np.uint8)
+            fs.append([t], np.repeat(out[None, None], 2, axis=1))
+
+
+def test_compare_pools_pairs_of_runs_and_resamples_seeds_and_days(in_tmp: Path) -> None:
+    obs = make_observations(in_tmp / "obs.zarr", days=4, per_day=10)
+    for k in range(3):
+        _noisy_run(in_tmp / f"a{k}" / "forecasts.zarr", obs, seed=k, lag=0)
+        _noisy_run(in_tmp / f"b{k}" / "forecasts.zarr", obs, seed=10 + k, lag=2)
+    a = [f"a{k}" for k in range(3)]
+    b = [f"b{k}" for k in range(3)]
+    c = verify.compare(",".join(a), b, thresholds=(0.5,), bootstrap=300, seed=4)
+    assert c.pairs == 3
+    assert len(c.per_pair) == 3
+    # the pooled score: one contingency table over the three runs' forecasts, counted here
+    frames, valid = obs.read(0, len(obs), 16)
+    p = int(encoding.event_pixels([0.5], *obs.zr)[0])
+
+    def counts(run: str, issue: np.ndarray) -> np.ndarray:
+        """(blocks of one day, leads, [tp, fn, fp]) counted straight from the frames."""
+        out = np.zeros((4, 2, 3))
+        with ForecastStore.open(in_tmp / run / "forecasts.zarr") as fs:
+            fc = fs.read(0, len(fs))
+            for s, t in enumerate(fs.issue_times):
+                if t not in issue:
+                    continue
+                day = int(t // 86400 - issue[0] // 86400)  # UTC days, as the blocks
+                for ll in range(2):
+                    u = int(np.nonzero(obs.times == t + 300 * (ll + 1))[0][0])
+                    v = valid[u]
+                    fe, oe = fc[s, ll][v] >= p, frames[u][v] >= p
+                    out[day, ll] += [np.sum(fe & oe), np.sum(~fe & oe), np.sum(fe & ~oe)]
+        return out
+
+    with ForecastStore.open(in_tmp / "a0" / "forecasts.zarr") as fs:
+        issue = fs.issue_times
+    with ForecastStore.open(in_tmp / "b0" / "forecasts.zarr") as fs:
+        issue = np.intersect1d(issue, fs.issue_times)
+    assert c.shared == len(issue)
+    ca = np.stack([counts(r, issue) for r in a])  # (pairs, days, leads, 3)
+    cb = np.stack([counts(r, issue) for r in b])
+
+    def csi(x: np.ndarray) -> np.ndarray:  # mean over leads of CSI from summed tables
+        return (x[..., 0] / x.sum(-1)).mean(-1)
+
+    want = csi(ca.sum((0, 1))) - csi(cb.sum((0, 1)))
+    assert c.diff["csi"][0] == pytest.approx(want)
+    # the interval, from a direct two-stage resampling loop with the documented draws
+    blocks = np.random.default_rng(4).integers(0, 4, size=(300, 4))
+    pairs = np.random.default_rng(5).integers(0, 3, size=(300, 3))
+    reps = []
+    for r in range(300):
+        pick_a = sum(ca[s][d] for s in pairs[r] for d in blocks[r])
+        pick_b = sum(cb[s][d] for s in pairs[r] for d in blocks[r])
+        reps.append(csi(pick_a) - csi(pick_b))
+    lo, hi = np.percentile(reps, [2.5, 97.5])
+    assert c.diff_interval["csi"][0][0] == pytest.approx(lo)
+    assert c.diff_interval["csi"][1][0] == pytest.approx(hi)
+    # each pair's own difference is its two runs' difference
+    one = verify.compare("a1", "b1", thresholds=(0.5,), bootstrap=10)
+    assert c.per_pair[1]["diff"]["csi"][0] == pytest.approx(one.diff["csi"][0])
+    with pytest.raises(ConfigError, match="pairs runs by position"):
+        verify.compare(a, b[:2], bootstrap=10)
+    out = runner.invoke(app, ["verify", "--compare", ",".join(a), ",".join(b), "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["pairs"] == 3
