@@ -194,6 +194,13 @@ class Comparison:
     seconds: float
     pairs: int = 1  # runs per side, paired by position (e.g. seeds)
     per_pair: list[dict[str, Any]] = field(default_factory=list)
+    # each side's own scores per lead, and 95% intervals (same replicates as the difference)
+    lead_a: dict[str, np.ndarray] = field(default_factory=dict)
+    lead_b: dict[str, np.ndarray] = field(default_factory=dict)
+    a_interval: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    b_interval: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    lead_a_interval: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    lead_b_interval: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready summary; undefined values are null."""
@@ -236,8 +243,21 @@ class Comparison:
                     "a_minus_b": _json(v),
                     "low": _json(self.diff_interval[k][0]),
                     "high": _json(self.diff_interval[k][1]),
+                    **_side_intervals(k, self.a_interval, self.b_interval),
                 }
                 for k, v in self.diff.items()
+            },
+            "per_lead": {
+                k: {
+                    "a": _json(self.lead_a[k]),
+                    "b": _json(self.lead_b[k]),
+                    "a_minus_b": _json(v),
+                    "low": _json(self.lead_diff_interval[k][0]),
+                    "high": _json(self.lead_diff_interval[k][1]),
+                    **_side_intervals(k, self.lead_a_interval, self.lead_b_interval),
+                }
+                for k, v in self.lead_diff.items()
+                if k in self.lead_a
             },
             "per_lead_a_minus_b": {
                 k: {
@@ -249,6 +269,21 @@ class Comparison:
             },
             "seconds": round(self.seconds, 3),
         }
+
+
+def _side_intervals(
+    k: str,
+    a: dict[str, tuple[np.ndarray, np.ndarray]],
+    b: dict[str, tuple[np.ndarray, np.ndarray]],
+) -> dict[str, Any]:
+    if k not in a:
+        return {}
+    return {
+        "a_low": _json(a[k][0]),
+        "a_high": _json(a[k][1]),
+        "b_low": _json(b[k][0]),
+        "b_high": _json(b[k][1]),
+    }
 
 
 def _row(
@@ -809,6 +844,12 @@ def compare(
         seconds=time.perf_counter() - t0,
         pairs=pairs,
         per_pair=per_pair,
+        lead_a=per_a,
+        lead_b=per_b,
+        a_interval={k: boot.interval(v) for k, v in rep_ma.items()},
+        b_interval={k: boot.interval(v) for k, v in rep_mb.items()},
+        lead_a_interval={k: boot.interval(v) for k, v in rep_pa.items()},
+        lead_b_interval={k: boot.interval(v) for k, v in rep_pb.items()},
     )
 
 

@@ -340,11 +340,14 @@ def test_compare_pools_pairs_of_runs_and_resamples_seeds_and_days(in_tmp: Path) 
     # the interval, from a direct two-stage resampling loop with the documented draws
     blocks = np.random.default_rng(4).integers(0, 4, size=(300, 4))
     pairs = np.random.default_rng(5).integers(0, 3, size=(300, 3))
-    reps = []
+    reps, reps_a = [], []
     for r in range(300):
         pick_a = sum(ca[s][d] for s in pairs[r] for d in blocks[r])
         pick_b = sum(cb[s][d] for s in pairs[r] for d in blocks[r])
         reps.append(csi(pick_a) - csi(pick_b))
+        reps_a.append(csi(pick_a))
+    assert c.a_interval["csi"][0][0] == pytest.approx(np.percentile(reps_a, 2.5))
+    assert c.mean_a["csi"][0] == pytest.approx(csi(ca.sum((0, 1))))
     lo, hi = np.percentile(reps, [2.5, 97.5])
     assert c.diff_interval["csi"][0][0] == pytest.approx(lo)
     assert c.diff_interval["csi"][1][0] == pytest.approx(hi)
