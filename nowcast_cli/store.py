@@ -99,30 +99,7 @@ class Store:
     def open(cls, path: str | Path, mode: str = "r") -> Store:
         """Open an existing store (``mode`` "r" to read, "a" to append under a lock)."""
         p = Path(path)
-        if not (p / "zarr.json").is_file():
-            if p.exists():
-                raise StoreError(f"{p}: not a nowcast store (no zarr.json)")
-            raise StoreError(f"{p}: no such store")
-        lock = _acquire_lock(p) if mode == "a" else None
-        try:
-            group = zarr.open_group(
-                LocalStore(p, read_only=mode == "r"),
-                mode="r" if mode == "r" else "r+",
-                use_consolidated=False,
-            )
-        except Exception as exc:  # zarr raises several types for unreadable metadata
-            _release_lock(lock)
-            raise StoreError(f"{p}: cannot open as a Zarr store ({exc})") from None
-        meta = group.attrs.get("nowcast")
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            _release_lock(lock)
-            raise StoreError(f"{p}: not a nowcast observation store")
-        if int(meta.get("version", 0)) > FORMAT_VERSION:
-            _release_lock(lock)
-            raise StoreError(
-                f"{p}: store format {meta.get('version')} is newer than this nowcast "
-                f"({__version__}) understands; upgrade nowcast"
-            )
+        group, lock = _open_group(p, mode, FORMAT, FORMAT_VERSION, "store")
         return cls(p, group, lock)
 
     @classmethod
@@ -287,9 +264,7 @@ class Store:
     def times(self) -> np.ndarray:
         """Committed frame times (int64 seconds UTC)."""
         if self._times is None:
-            t = np.asarray(_arr(self.group, "time")[:], dtype=np.int64)
-            bad = np.nonzero(t == TIME_FILL)[0]
-            self._times = t[: bad[0]] if len(bad) else t
+            self._times = _committed(self.group, "time")
         return self._times
 
     def __len__(self) -> int:
@@ -674,6 +649,46 @@ def _read_rows(
     return out
 
 
+def _open_group(p: Path, mode: str, fmt: str, version: int, what: str) -> tuple[zarr.Group, Any]:
+    """The Zarr group of a nowcast `what` and its writer lock (mode "a"; else None).
+
+    Checks the format and version; `what` is "store" or "forecast store" in messages.
+    """
+    if not (p / "zarr.json").is_file():
+        if p.exists():
+            raise StoreError(f"{p}: not a nowcast {what} (no zarr.json)")
+        raise StoreError(f"{p}: no such {what}")
+    lock = _acquire_lock(p) if mode == "a" else None
+    try:
+        group = zarr.open_group(
+            LocalStore(p, read_only=mode == "r"),
+            mode="r" if mode == "r" else "r+",
+            use_consolidated=False,
+        )
+    except Exception as exc:  # zarr raises several types for unreadable metadata
+        _release_lock(lock)
+        raise StoreError(f"{p}: cannot open as a Zarr store ({exc})") from None
+    meta = group.attrs.get("nowcast")
+    kind = "observation store" if what == "store" else what
+    if not isinstance(meta, dict) or meta.get("format") != fmt:
+        _release_lock(lock)
+        raise StoreError(f"{p}: not a nowcast {kind}")
+    if int(meta.get("version", 0)) > version:
+        _release_lock(lock)
+        raise StoreError(
+            f"{p}: {what} format {meta.get('version')} is newer than this nowcast "
+            f"({__version__}) understands; upgrade nowcast"
+        )
+    return group, lock
+
+
+def _committed(group: zarr.Group, name: str) -> np.ndarray:
+    """The committed prefix of a time axis: entries up to the first fill value."""
+    t = np.asarray(_arr(group, name)[:], dtype=np.int64)
+    bad = np.nonzero(t == TIME_FILL)[0]
+    return t[: bad[0]] if len(bad) else t
+
+
 def _arr(group: zarr.Group, name: str) -> zarr.Array[Any]:
     node = group[name]
     if not isinstance(node, zarr.Array):
@@ -959,30 +974,9 @@ class ForecastStore:
     def open(cls, path: str | Path, mode: str = "r") -> ForecastStore:
         """Open an existing forecast store ("r" to read, "a" to append under a lock)."""
         p = Path(path)
-        if not (p / "zarr.json").is_file():
-            raise StoreError(
-                f"{p}: no such forecast store" if not p.exists() else f"{p}: not a Zarr store"
-            )
-        lock = _acquire_lock(p) if mode == "a" else None
-        try:
-            group = zarr.open_group(
-                LocalStore(p, read_only=mode == "r"),
-                mode="r" if mode == "r" else "r+",
-                use_consolidated=False,
-            )
-        except Exception as exc:  # zarr raises several types for unreadable metadata
-            _release_lock(lock)
-            raise StoreError(f"{p}: cannot open as a Zarr store ({exc})") from None
-        meta = group.attrs.get("nowcast")
-        if not isinstance(meta, dict) or meta.get("format") != FORECAST_FORMAT:
-            _release_lock(lock)
-            raise StoreError(f"{p}: not a nowcast forecast store")
-        if int(meta.get("version", 0)) > FORECAST_FORMAT_VERSION:
-            _release_lock(lock)
-            raise StoreError(
-                f"{p}: forecast store format {meta.get('version')} is newer than this nowcast "
-                f"({__version__}) understands; upgrade nowcast"
-            )
+        group, lock = _open_group(
+            p, mode, FORECAST_FORMAT, FORECAST_FORMAT_VERSION, "forecast store"
+        )
         return cls(p, group, lock)
 
     def close(self) -> None:
@@ -1007,9 +1001,7 @@ class ForecastStore:
     def issue_times(self) -> np.ndarray:
         """Committed issue times (int64 seconds UTC), strictly increasing."""
         if self._issue is None:
-            t = np.asarray(_arr(self.group, "issue_time")[:], dtype=np.int64)
-            bad = np.nonzero(t == TIME_FILL)[0]
-            self._issue = t[: bad[0]] if len(bad) else t
+            self._issue = _committed(self.group, "issue_time")
         return self._issue
 
     def __len__(self) -> int:
