@@ -146,6 +146,13 @@ def ingest(
         str | None,
         typer.Option(help="Variable to read (netcdf; default: the one marked as precipitation)."),
     ] = None,
+    attribution: Annotated[
+        str | None,
+        typer.Option(
+            help="Credit line to record in the store (netcdf; default: the file's attribution "
+            "or institution attribute)."
+        ),
+    ] = None,
     units: Annotated[
         str | None,
         typer.Option(
@@ -182,7 +189,7 @@ def ingest(
     from nowcast_cli.ingest import ingest as run_ingest
 
     given: dict[str, Any] = {"timezone": timezone, "mask_root": mask_root, "var": var}
-    given.update(units=units, interval=interval, zr=zr)
+    given.update(units=units, interval=interval, zr=zr, attribution=attribution)
     options = {k: v for k, v in given.items() if v is not None}  # absent: the reader's default
     with _Progress(enabled=not (_State.quiet or _State.as_json)) as bar:
         report = run_ingest(

@@ -32,6 +32,10 @@ from nowcast_cli.errors import ConfigError, DataError
 __all__ = ["DemoConfig", "DemoResult", "default_data", "run_demo"]
 
 DATA = Path("sample_data/netcdf/radklim_yw_20180510_seq3168/example_areal_reference_data.nc")
+ATTRIBUTION = (
+    "Source: Deutscher Wetterdienst (RADKLIM YW), spatially transformed and cut out; "
+    "via pycomlink example data"
+)
 SIZE = 32  # training copy: 190 km square → 6 km cells, cheap enough for a CPU
 TRAIN: dict[str, Any] = {
     "model": "convlstm",
@@ -178,7 +182,8 @@ def run_demo(cfg: DemoConfig, progress: Progress | None = None) -> DemoResult:
             "netcdf",
             [data],
             sizes=(SIZE,),
-            reader_options={"units": "mm", "zr": (256.0, 1.42)},  # DWD's Z = 256 R^1.42
+            # DWD's Z = 256 R^1.42, and the credit line the data's licence asks for
+            reader_options={"units": "mm", "zr": (256.0, 1.42), "attribution": ATTRIBUTION},
         )
         store = Path(report.store)
         steps = cfg.steps or (3 if cfg.quick else int(TRAIN["max_steps"]))

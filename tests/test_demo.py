@@ -30,6 +30,12 @@ def test_quick_demo_writes_every_stage(tmp_path: Path) -> None:
     kinds = {Path(f).name.split("-")[0].split(".")[0] for f in figures}
     assert kinds >= {"sample", "scores", "frames", "training", "animate", "netcdf"}
     assert all((out / f).stat().st_size > 1000 for f in figures)
+    # the store carries the credit line the data's licence asks for
+    from nowcast_cli.demo import ATTRIBUTION
+    from nowcast_cli.store import Store
+
+    with Store.open(out / "nowcast-data" / "netcdf.zarr") as store:
+        assert store.attrs["attribution"] == ATTRIBUTION
     # the summary: every run scored, and the paired ff-mse − mse difference with an interval
     assert {row["run"] for row in r["scores"]} == set(r["runs"])
     low, high = r["comparison"]["csi@0.5"][1:]
@@ -42,3 +48,11 @@ def test_demo_refuses_a_used_directory(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "needs a fresh --dir" in result.output
     assert (tmp_path / "old.txt").read_text() == "mine"
+
+
+def test_attribution_is_a_netcdf_option(tmp_path: Path, ry_dir: Path) -> None:
+    result = runner.invoke(
+        app, ["ingest", "dwd", str(ry_dir), "--out", str(tmp_path / "s.zarr"), "--attribution", "x"]
+    )
+    assert result.exit_code == 1
+    assert "attribution" in result.output

@@ -44,6 +44,10 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 DATA = REPO / "sample_data/netcdf/radklim_yw_20180510_seq3168/example_areal_reference_data.nc"
+ATTRIBUTION = (
+    "Source: Deutscher Wetterdienst (RADKLIM YW), spatially transformed and cut out; "
+    "via pycomlink example data"
+)
 THRESHOLDS = "0.5,2,5,10"
 BLOCK_HOURS = 6  # three test days → 12 blocks of issue times
 BOOT = 1000
@@ -117,6 +121,7 @@ class Study:
         if (self.work / "nowcast-data/netcdf.zarr/zarr.json").is_file():
             return
         self.nowcast("ingest", "netcdf", str(DATA), "--units", "mm", "--zr", "256,1.42",
+                     "--attribution", ATTRIBUTION,
                      "--size", str(self.config["size"]), "-q")  # fmt: skip
 
     def train(self, run: Run) -> None:

@@ -1213,6 +1213,7 @@ class NetcdfReader(Reader):
         units: str | None = None,
         interval: float | None = None,
         zr: str | tuple[float, float] | None = None,
+        attribution: str | None = None,
     ) -> None:
         if var is not None and not var.strip():
             raise ConfigError("--var: give a variable name")
@@ -1233,6 +1234,9 @@ class NetcdfReader(Reader):
         self.options = Options(var.strip() if var else None, parsed_units, interval_s)
         self._zr = self.zr if zr is None else parse_zr(zr)
         self._zr_given = zr is not None
+        if attribution is not None and not attribution.strip():
+            raise ConfigError("--attribution: give the credit line the data's provider asks for")
+        self._attribution = attribution.strip() if attribution else None
         self._init_state()
 
     def _init_state(self) -> None:
@@ -1241,7 +1245,12 @@ class NetcdfReader(Reader):
         self.blocks = BlockCache()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"options": self.options, "_zr": self._zr, "_zr_given": self._zr_given}
+        return {
+            "options": self.options,
+            "_zr": self._zr,
+            "_zr_given": self._zr_given,
+            "_attribution": self._attribution,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -1430,7 +1439,7 @@ class NetcdfReader(Reader):
         """Source attributes: the file's attribution and licence, Z–R, how values were read."""
         lay = self._first()
         g = lay.attrs.get("global_attributes", {}) if lay else {}
-        attribution = next(
+        attribution = self._attribution or next(
             (g[k] for k in ("attribution", "acknowledgement", "acknowledgment") if g.get(k)), None
         )
         if attribution is None:
