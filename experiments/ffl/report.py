@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-FIGURES = HERE / "figures"
 THRESHOLDS = [0.5, 2.0, 5.0, 10.0]
 
 
@@ -207,9 +206,10 @@ def _figure_frames(study: Any, plain: list[str], focal: list[str], path: Path) -
 
 
 def write_report(study: Any, runs: list[Any], seeds: list[int], seconds: float,
-                 paper: bool = False) -> None:  # fmt: skip
-    """Compare what exists and write RESULTS.md and its figures."""
-    FIGURES.mkdir(exist_ok=True)
+                 paper: bool = False, out_dir: Path = HERE) -> None:  # fmt: skip
+    """Compare what exists and write ``out_dir/RESULTS.md`` and its figures."""
+    figures = out_dir / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
     done = {r.folder for r in runs if (study.work / r.folder / "scores.json").is_file()}
 
     def group(name: str, n: int | None = None) -> list[str]:
@@ -245,13 +245,14 @@ def write_report(study: Any, runs: list[Any], seeds: list[int], seconds: float,
     ]
     if pairs == 0:
         out.append("No main-comparison run has finished yet.")
-        (HERE / "RESULTS.md").write_text("\n".join(out) + "\n")
+        (out_dir / "RESULTS.md").write_text("\n".join(out) + "\n")
         return
     cmp = study.compare(focal[:pairs], plain[:pairs])
-    (FIGURES / "compare-main.json").write_text(json.dumps(cmp, indent=1))
+    (figures / "compare-main.json").write_text(json.dumps(cmp, indent=1))
     lead = cmp["lead_minutes"]
+    seeds_each = f"{pairs} seed{'s' if pairs != 1 else ''} each"
     out += [
-        f"## Main comparison: ff-mse+mae against mse+mae, {pairs} seeds each",
+        f"## Main comparison: ff-mse+mae against mse+mae, {seeds_each}",
         "",
         _verdict(cmp),
         "",
@@ -284,7 +285,7 @@ def write_report(study: Any, runs: list[Any], seeds: list[int], seconds: float,
         "</details>",
         "",
     ]
-    _figure_scores(cmp, study, FIGURES / "main-csi.png")
+    _figure_scores(cmp, study, figures / "main-csi.png")
     out += ["## Ablations (3 seeds each, against the plain loss's first 3 seeds)", ""]
     plain3 = group("plain", 3)
     rows = ["| configuration − reference | " + " | ".join(f"CSI ≥ {t:g}" for t in THRESHOLDS)
@@ -319,6 +320,7 @@ def write_report(study: Any, runs: list[Any], seeds: list[int], seconds: float,
     if n:
         c = study.compare(fc[:n], ff3[:n])
         rows.append(_diff_row(c, f"focal on forecast frames − on all 19 ({n} seeds)"))
+    missing = sorted({r.name for r in runs if r.folder not in done} - {"plain", "ff"})
     out += [
         "",
         "Differences of the mean over lead times, pooled over seeds, 95% intervals over seeds "
@@ -327,11 +329,17 @@ def write_report(study: Any, runs: list[Any], seeds: list[int], seconds: float,
         *rows,
         "",
     ]
+    if missing:
+        out += [
+            "Not finished yet: " + ", ".join(f"`{m}`" for m in missing) + " (some or all seeds). "
+            "`python experiments/ffl/run.py` trains them; it skips what is done.",
+            "",
+        ]
     if plain and focal:
-        _figure_frames(study, plain, focal, FIGURES / "fig2-frames.png")
-        study.nowcast("plot", "frames", focal[0], "--out", str(FIGURES / "fig2-weights.png"), "-q")
+        _figure_frames(study, plain, focal, figures / "fig2-frames.png")
+        study.nowcast("plot", "frames", focal[0], "--out", str(figures / "fig2-weights.png"), "-q")
         study.nowcast("plot", "sample", focal[0], plain[0], "runs/persistence",
-                      "runs/extrapolation", "--out", str(FIGURES / "sample.png"), "-q")  # fmt: skip
+                      "runs/extrapolation", "--out", str(figures / "sample.png"), "-q")  # fmt: skip
         out += [
             "## The paper's Fig. 2 from our runs",
             "",
@@ -352,7 +360,7 @@ def write_report(study: Any, runs: list[Any], seeds: list[int], seconds: float,
         f"this invocation took {seconds / 60:.0f} min.",
         "",
     ]
-    notes = HERE / "discussion.md"
+    notes = out_dir / "discussion.md"
     if notes.is_file():
         out += [notes.read_text().strip(), ""]
-    (HERE / "RESULTS.md").write_text("\n".join(out) + "\n")
+    (out_dir / "RESULTS.md").write_text("\n".join(out) + "\n")

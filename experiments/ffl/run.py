@@ -167,6 +167,7 @@ class Study:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--work", type=Path, default=HERE / "work")
+    p.add_argument("--results", type=Path, default=HERE, help="where RESULTS.md and figures/ go")
     p.add_argument("--paper", action="store_true", help="the paper's configuration (CUDA)")
     p.add_argument("--seeds", type=int, default=5, help="seeds of the main comparison")
     p.add_argument("--jobs", type=int, default=2, help="runs trained at once (1 thread each)")
@@ -193,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
         study.baselines()
     from report import write_report  # the analysis, beside this script
 
-    write_report(study, runs, SEEDS, time.time() - t0, paper=args.paper)
+    write_report(study, runs, SEEDS, time.time() - t0, paper=args.paper, out_dir=args.results)
 
 
 if __name__ == "__main__":
