@@ -20,6 +20,10 @@ def _f(x: float | None, digits: int = 3, signed: bool = False) -> str:
     return f"{x:+.{digits}f}" if signed else f"{x:.{digits}f}"
 
 
+def _seeds(n: int) -> str:
+    return f"{n} seed{'s' if n != 1 else ''}"
+
+
 def _iv(v: float | None, lo: float | None, hi: float | None, signed: bool = False) -> str:
     if v is None:
         return "—"
@@ -250,7 +254,7 @@ def write_report(study: Any, runs: list[Any], seeds: list[int], seconds: float,
     cmp = study.compare(focal[:pairs], plain[:pairs])
     (figures / "compare-main.json").write_text(json.dumps(cmp, indent=1))
     lead = cmp["lead_minutes"]
-    seeds_each = f"{pairs} seed{'s' if pairs != 1 else ''} each"
+    seeds_each = f"{_seeds(pairs)} each"
     out += [
         f"## Main comparison: ff-mse+mae against mse+mae, {seeds_each}",
         "",
@@ -309,17 +313,17 @@ def write_report(study: Any, runs: list[Any], seeds: list[int], seconds: float,
         n = min(len(g), len(ref))
         if n:
             c = study.compare(g[:n], ref[:n])
-            rows.append(_diff_row(c, f"{label} − plain ({n} seeds)"))
+            rows.append(_diff_row(c, f"{label} − plain ({_seeds(n)})"))
     ffm, msem = group("ff-mse", 3), group("mse", 3)
     n = min(len(ffm), len(msem))
     if n:
         c = study.compare(ffm[:n], msem[:n])
-        rows.append(_diff_row(c, f"`ff-mse` − `mse` ({n} seeds)"))
+        rows.append(_diff_row(c, f"`ff-mse` − `mse` ({_seeds(n)})"))
     fc, ff3 = group("ff-forecast", 3), group("ff", 3)
     n = min(len(fc), len(ff3))
     if n:
         c = study.compare(fc[:n], ff3[:n])
-        rows.append(_diff_row(c, f"focal on forecast frames − on all 19 ({n} seeds)"))
+        rows.append(_diff_row(c, f"focal on forecast frames − on all 19 ({_seeds(n)})"))
     missing = sorted({r.name for r in runs if r.folder not in done} - {"plain", "ff"})
     out += [
         "",
@@ -338,8 +342,10 @@ def write_report(study: Any, runs: list[Any], seeds: list[int], seconds: float,
     if plain and focal:
         _figure_frames(study, plain, focal, figures / "fig2-frames.png")
         study.nowcast("plot", "frames", focal[0], "--out", str(figures / "fig2-weights.png"), "-q")
-        study.nowcast("plot", "sample", focal[0], plain[0], "runs/persistence",
-                      "runs/extrapolation", "--out", str(figures / "sample.png"), "-q")  # fmt: skip
+        baselines = [f"runs/{b}" for b in ("persistence", "extrapolation")
+                     if (study.work / "runs" / b / "scores.json").is_file()]  # fmt: skip
+        study.nowcast("plot", "sample", focal[0], plain[0], *baselines,
+                      "--out", str(figures / "sample.png"), "-q")  # fmt: skip
         out += [
             "## The paper's Fig. 2 from our runs",
             "",
