@@ -179,6 +179,22 @@ def _device(cfg: TrainConfig) -> str:
     return device
 
 
+def _allow_recompiles(limit: int = 64) -> None:
+    """Let each compiled cell keep a graph per variant it meets instead of falling back to eager.
+
+    The cells of all layers share one code object, and a rollout meets several variants: layer 0
+    reads frames while the layers above read bf16 states under autocast, the first step reads
+    fresh zero states (no grad, aliased), validation runs without grad. Beyond torch's default
+    of 8 graphs, a cell silently runs eagerly.
+    """
+    import torch._dynamo.config as dynamo_config
+
+    for name in ("recompile_limit", "cache_size_limit"):  # the name before torch 2.6
+        if hasattr(dynamo_config, name):
+            setattr(dynamo_config, name, max(getattr(dynamo_config, name), limit))
+            break
+
+
 def _plan(cfg: TrainConfig) -> Plan:
     """Check the options against the store, split it, make (or find) the run folder."""
     from nowcast_cli.losses import LOSSES
@@ -574,6 +590,7 @@ class _Trainer:
             ids = [device.index] if device.type == "cuda" else None
             self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         if cfg.compile:
+            _allow_recompiles()
             for cell in getattr(self.model, "cells", []):
                 cell.compile()
         self.autocast: Any = (

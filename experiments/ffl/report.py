@@ -209,7 +209,7 @@ def _figure_frames(study: Any, plain: list[str], focal: list[str], path: Path) -
     fig.savefig(path, dpi=100)
 
 
-def write_report(study: Any, runs: list[Any], seeds: list[int], seconds: float,
+def write_report(study: Any, runs: list[Any], seeds: list[int], seconds: float | None,
                  paper: bool = False, out_dir: Path = HERE) -> None:  # fmt: skip
     """Compare what exists and write ``out_dir/RESULTS.md`` and its figures."""
     figures = out_dir / "figures"
@@ -362,8 +362,8 @@ def write_report(study: Any, runs: list[Any], seeds: list[int], seconds: float,
         "## Runs and time",
         "",
         f"{len(done)} runs finished, {total:.0f} min of training in all (per run "
-        f"{min(r['minutes'] for r in timing):.1f}–{max(r['minutes'] for r in timing):.1f} min); "
-        f"this invocation took {seconds / 60:.0f} min.",
+        f"{min(r['minutes'] for r in timing):.1f}–{max(r['minutes'] for r in timing):.1f} min)"
+        + (f"; this invocation took {seconds / 60:.0f} min." if seconds is not None else "."),
         "",
     ]
     notes = out_dir / "discussion.md"

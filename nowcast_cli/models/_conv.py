@@ -67,6 +67,8 @@ def current_backend() -> str:
 
 def use_winograd(xs: Sequence[Tensor], weight: Tensor, bias: Tensor | None = None) -> bool:
     """Whether `conv_same` computes these operands by Winograd."""
+    if torch.compiler.is_compiling():  # torch.compile (CUDA) traces torch's convolution
+        return False
     operands = [*xs, weight] if bias is None else [*xs, weight, bias]
     dtype = weight.dtype
     return (

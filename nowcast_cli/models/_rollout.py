@@ -136,7 +136,9 @@ def rollout(
                 use_true = mask[:, s - t_in].view(b, 1, 1, 1)  # (B, 1, 1, 1): over C, H, W
                 frame = torch.where(use_true, teacher[:, s - t_in], outputs[-1])
             else:
-                frame = outputs[-1]
+                # the input's dtype (under autocast the outputs are bf16): one input dtype,
+                # one compiled graph per cell (the convolution casts to bf16 again anyway)
+                frame = outputs[-1].to(x.dtype)
             pred, state = model.step(frame, state)
             outputs.append(pred)
     return torch.stack(outputs, dim=1)  # (B, m + n − 1, C, H, W)

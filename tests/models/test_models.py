@@ -252,3 +252,25 @@ def test_gpu_matches_cpu(name: str) -> None:
     cpu = model(x, N_OUT)
     gpu = model.cuda()(x.cuda(), N_OUT).cpu()
     torch.testing.assert_close(gpu, cpu, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "persistence"])
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:torch.*")
+def test_a_cell_compiles_into_one_graph(name: str) -> None:
+    # `--compile` compiles each cell; a graph break per convolution (reading the backend
+    # setting, or the Winograd kernels) made compiled cells no faster than eager ones
+    import torch._dynamo as dynamo
+
+    model = build(name)
+    cell, calls = model.cells[1], []
+    forward = cell.forward
+    cell.forward = lambda *a, **k: calls.append((a, k)) or forward(*a, **k)
+    with torch.no_grad():
+        model(frames(), N_OUT)
+    cell.forward = forward
+    args, kwargs = calls[1]  # a step with a state from the step before
+    dynamo.reset()
+    explained = dynamo.explain(cell)(*args, **kwargs)
+    dynamo.reset()
+    assert explained.graph_break_count == 0, [b.reason for b in explained.break_reasons]
+    assert explained.graph_count == 1
