@@ -200,11 +200,11 @@ def show_train(r: Any) -> None:
     t.add_row("split", r.split_note)
     t.add_row("last training loss", "—" if r.train_loss is None else f"{r.train_loss:.6g}")
     best = (
-        "— (no validation)"
-        if r.best_valid_loss is None
-        else f"{r.best_valid_loss:.6g} (step {r.best_step})"
+        ("— (the last weights)" if r.select == "last" else "— (no validation)")
+        if r.best_score is None
+        else f"{r.best_score:.6g} (step {r.best_step})"
     )
-    t.add_row("best validation loss", best)
+    t.add_row(f"chosen checkpoint ({r.select})", best)
     t.add_row("checkpoints", ", ".join(str(p) for p in (r.last_checkpoint, r.best_checkpoint) if p))
     if r.forecasts is not None:
         t.add_row("test forecasts", f"{r.forecasts} (next: nowcast verify)")
@@ -460,9 +460,10 @@ def show_run(s: dict[str, Any]) -> None:
     t.add_row("model / loss", f"{s['model']} / {s['loss']}")
     t.add_row("store", str(s["store"]))
     t.add_row("steps", f"{s['steps']} of {s['planned_steps']} ({s['epochs']} epochs planned)")
-    best = s["best_valid_loss"]
+    best = s["best_score"]
     t.add_row(
-        "best validation loss", "—" if best is None else f"{best:.6g} (step {s['best_step']})"
+        f"chosen checkpoint ({s['select']})",
+        "—" if best is None else f"{best:.6g} (step {s['best_step']})",
     )
     t.add_row(
         "last training loss", "—" if s["last_train_loss"] is None else f"{s['last_train_loss']:.6g}"

@@ -288,6 +288,16 @@ def train(
     checkpoint_every: Annotated[
         int | None, _opt("Also write last.pt every N steps. (default: epoch ends)")
     ] = None,
+    valid_every: Annotated[
+        int | None, _opt("Validate every N steps (0 = every epoch end). (default: 0)")
+    ] = None,
+    select: Annotated[
+        str | None,
+        _opt(
+            "Which weights best.pt keeps: val-bmse+bmae, val-csi (the same rule whatever the "
+            "loss), val-loss (the run's own loss) or last. (default: val-bmse+bmae)"
+        ),
+    ] = None,
     predict: Annotated[
         bool | None,
         _opt("Forecast the test split when training ends (for `nowcast verify`). (default: on)"),
@@ -736,7 +746,7 @@ def list_stores_cmd(as_json: JsonOpt = False) -> None:
 @list_app.command("runs")
 @handle_errors
 def list_runs_cmd(as_json: JsonOpt = False) -> None:
-    """Training runs in ./runs: model, loss, steps, best validation loss."""
+    """Training runs in ./runs: model, loss, steps, the chosen checkpoint's score."""
     _modes(False, as_json)
     from nowcast_cli.runs import list_runs, run_summary
 
@@ -746,13 +756,11 @@ def list_runs_cmd(as_json: JsonOpt = False) -> None:
             {
                 **r,
                 "steps": f"{r['steps']}/{r['planned_steps'] or '?'}",
-                "best_valid_loss": "—"
-                if r["best_valid_loss"] is None
-                else f"{r['best_valid_loss']:.6g}",
+                "best_score": "—" if r["best_score"] is None else f"{r['best_score']:.6g}",
             }
             for r in rows
         ]
-    _print_rows(rows, ["name", "model", "loss", "steps", "best_valid_loss"], "runs")
+    _print_rows(rows, ["name", "model", "loss", "steps", "select", "best_score"], "runs")
 
 
 def _print_rows(rows: list[dict[str, Any]], columns: list[str], what: str) -> None:

@@ -25,6 +25,7 @@ from nowcast_cli.errors import ConfigError
 __all__ = [
     "INFO_TABLES",
     "RESUMABLE",
+    "SELECT_RULES",
     "DataConfig",
     "TrainConfig",
     "config_dict",
@@ -50,6 +51,18 @@ RESUMABLE = frozenset(
         "predict",
     }
 )
+
+
+#: ``--select``: which weights make the test forecasts (``best.pt``), and how they are chosen
+SELECT_RULES = {
+    "val-bmse+bmae": "lowest validation B-MSE + B-MAE over the forecast frames (the store's "
+    "Z–R), whatever the training loss",
+    "val-csi": "highest validation CSI over the forecast frames, mean over the thresholds "
+    "0.5, 2, 5, 10, 30 mm/h that the validation observations reach",
+    "val-loss": "lowest validation value of the run's own training loss (depends on the loss: "
+    "runs with different losses are chosen by different rules)",
+    "last": "the last weights (the authors test the final weights)",
+}
 
 
 @dataclass(frozen=True)
@@ -170,10 +183,20 @@ class TrainConfig:
         Data-loading worker processes per training process; None = 0 on CPU, 2 on CUDA.
     checkpoint_every : int
         Also write last.pt every this many steps (0 = at epoch ends only).
+    valid_every : int
+        Validate every this many steps; 0 = at every epoch end. The final planned step is
+        always validated. The schedule depends on the step alone, never on where a process
+        stops (``max_steps``, Ctrl-C), so a resumed run validates exactly where an
+        uninterrupted one does.
+    select : str
+        Which weights ``best.pt`` keeps, by a rule of `SELECT_RULES`. The default,
+        ``val-bmse+bmae``, does not depend on the training loss, so that runs trained with
+        different losses are chosen alike; ``last`` keeps none (the final weights, which the
+        authors test); ``val-loss`` is the run's own validation loss.
     predict : bool
         When training ends (finished or at ``max_steps``), forecast the test split with the
-        best checkpoint into ``<run>/forecasts.zarr``, as the authors test after the last
-        epoch: ``nowcast verify`` can score it at once.
+        checkpoint chosen by ``select`` (``best.pt``; ``last.pt`` when there is none) into
+        ``<run>/forecasts.zarr``: ``nowcast verify`` can score it at once.
     run : str or None
         Run folder; None = ``runs/<model>-<loss>-<UTC time>/`` (or, with ``resume``, the
         latest run).
@@ -208,6 +231,8 @@ class TrainConfig:
     compile: bool = False
     workers: int | None = None
     checkpoint_every: int = 0
+    valid_every: int = 0  # the authors validate every third epoch; we validate every epoch
+    select: str = "val-bmse+bmae"  # loss-independent, so runs of different losses compare
     predict: bool = True
     run: str | None = None
     resume: bool = False
@@ -229,6 +254,9 @@ class TrainConfig:
             raise ConfigError(f"workers must be ≥ 0, got {self.workers}")
         if self.checkpoint_every < 0:
             raise ConfigError(f"checkpoint-every must be ≥ 0, got {self.checkpoint_every}")
+        if self.valid_every < 0:
+            raise ConfigError(f"valid-every must be ≥ 0, got {self.valid_every}")
+        _choice(self, "select", tuple(SELECT_RULES))
         if self.batch % self.devices:
             raise ConfigError(
                 f"batch {self.batch} must be a multiple of devices {self.devices} "

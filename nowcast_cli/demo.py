@@ -187,7 +187,10 @@ def run_demo(cfg: DemoConfig, progress: Progress | None = None) -> DemoResult:
         )
         store = Path(report.store)
         steps = cfg.steps or (3 if cfg.quick else int(TRAIN["max_steps"]))
-        opts = {**TRAIN, "store": str(store), "max_steps": steps}
+        # validate thrice (at 100, 200 and 300 steps) or at the end: the last weights are
+        # always a candidate for best.pt, which the test forecasts use
+        every = steps // 3 if steps >= 30 and steps % 3 == 0 else steps
+        opts = {**TRAIN, "store": str(store), "max_steps": steps, "valid_every": every}
         if cfg.quick:
             opts["stride"] = 12  # hourly windows: fewer test forecasts to make and score
         runs: dict[str, Path] = {}

@@ -127,10 +127,13 @@ def run_summary(run: Path) -> dict[str, Any]:
     Returns
     -------
     dict
-        path, model, loss, store, steps (done), planned steps, epochs, best validation
-        loss and its step, last training loss, checkpoints present, split summary.
+        path, model, loss, store, steps (done), planned steps, epochs, the ``--select``
+        rule with the score and step of the checkpoint it chose (``best.pt``; the score as
+        the rule minimises it, so ``val-csi`` shows −CSI), last training loss, checkpoints
+        present, split summary.
     """
     cfg = read_config(run)
+    select = cfg.get("select", "val-loss")  # runs before --select chose by validation loss
     steps = 0
     last_loss: float | None = None
     best: float | None = None
@@ -141,16 +144,17 @@ def run_summary(run: Path) -> dict[str, Any]:
             for row in csv.DictReader(fh):
                 try:
                     step, loss = int(row["step"]), float(row["loss"])
+                    score = float(row.get("select_score") or row["loss"])
                 except (KeyError, ValueError):
                     continue
                 if row.get("split") == "train":
                     steps, last_loss = max(steps, step), loss
                 elif (
                     row.get("split") == "valid"
-                    and math.isfinite(loss)
-                    and (best is None or loss < best)
+                    and math.isfinite(score)
+                    and (best is None or score < best)
                 ):
-                    best, best_step = loss, step
+                    best, best_step = score, step
     info = cfg.get("plan", {})
     return {
         "path": str(run),
@@ -162,8 +166,9 @@ def run_summary(run: Path) -> dict[str, Any]:
         "planned_steps": info.get("planned_steps"),
         "epochs": cfg.get("epochs"),
         "batch": cfg.get("batch"),
-        "best_valid_loss": best,
-        "best_step": best_step,
+        "select": select,
+        "best_score": best if select != "last" else None,
+        "best_step": best_step if select != "last" else None,
         "last_train_loss": last_loss,
         "checkpoints": [n for n in ("last.pt", "best.pt") if (run / n).is_file()],
         "split": cfg.get("split", {}),

@@ -239,7 +239,9 @@ def split_windows(store: Store, cfg: DataConfig) -> Splits:
         start + (cfg.in_frames - 1) * interval,
     )
     every = Split(frames, start, issue)
-    end = start + (length - 1) * interval
+    # the time of each window's last frame as stored: with irregular steps (HKO-7) it may lie
+    # up to Δ/2 after the nominal start + (length − 1)·Δ, and past midnight when that is not
+    end = times[frames.max(axis=1)]
     tz = _calendar_zone(store)
     first_day, last_day = _local_days(start, tz), _local_days(end, tz)
     stride_s = cfg.window_stride * interval
@@ -302,22 +304,22 @@ def split_windows(store: Store, cfg: DataConfig) -> Splits:
             }
             note = "80/10/10 by day: {} train, {} validation, {} test days".format(*counts)
             return Splits(splits["train"], splits["valid"], splits["test"], "days", note, days)
-    return _block_splits(every, pick(np.ones(len(start), bool)), interval, length, n)
+    return _block_splits(pick(np.ones(len(start), bool)), times, length, n)
 
 
-def _block_splits(every: Split, strided: Split, interval: int, length: int, n_days: int) -> Splits:
+def _block_splits(strided: Split, times: np.ndarray, length: int, n_days: int) -> Splits:
     """Three contiguous blocks of windows (80/10/10), no frame shared; else training only."""
     total = len(strided)
     n_hold = max(1, round(0.1 * total))
-    span = (length - 1) * interval
     s = strided.start
+    e = times[strided.frames.max(axis=1)] if total else s  # each window's last stored frame
     test_first = total - n_hold
     # valid: the n_hold windows that end before the test block starts (no shared frame)
-    v_end = np.nonzero(s + span < s[test_first])[0] if test_first >= 0 else np.zeros(0, int)
+    v_end = np.nonzero(e < s[test_first])[0] if test_first >= 0 else np.zeros(0, int)
     if len(v_end) >= n_hold:
         v_last = v_end[-1]
         v_first = v_last - n_hold + 1
-        t_idx = np.nonzero(s + span < s[v_first])[0]
+        t_idx = np.nonzero(e < s[v_first])[0]
         if len(t_idx):
             idx = np.arange(total)
             days = "day" if n_days == 1 else "days"
@@ -459,8 +461,10 @@ def batch_order(
     """The training batches of one epoch, as process `rank` of `world` sees them.
 
     The epoch's order is a permutation of the n windows drawn from (seed, epoch) alone, cut
-    into global batches of `batch` (an incomplete last batch is dropped, so every step sees
-    the same batch size); process `rank` of `world` takes the rank-th contiguous slice of
+    into n // batch full global batches: the n mod batch windows at the end of the
+    permutation are left out of that epoch (other ones each epoch, so none is left out for
+    good), so that every step has the same batch size, DDP shares are equal and the loss
+    scale never changes; process `rank` of `world` takes the rank-th contiguous slice of
     each global batch. The global batches are the same for any `world`, which is what makes
     a DistributedDataParallel run equal a single-process one.
 

@@ -203,3 +203,44 @@ def test_chunk_local_order_decodes_each_chunk_about_once(tmp_path: Path) -> None
     n_chunks = 640 // chunk_t
     # frames and valid of every chunk, plus a few re-reads where windows straddle two chunks
     assert len(decoded) <= 2 * n_chunks * 1.5
+
+
+def test_no_window_reaches_into_the_next_split_through_an_irregular_step(tmp_path: Path) -> None:
+    # 5-minute frames; on the evening of 2020-01-01 a 7-minute step puts the frame of the
+    # 23:59 slot at 00:01: a window anchored at 23:44 nominally ends on day 1 but reads a
+    # frame of day 2, and must belong to neither split
+    day1 = regular_times("2020-01-01T20:04", 45)  # 20:04 … 23:44
+    evening = day1[-1] + 60 * np.array([5, 10])  # 23:49, 23:54
+    day2 = regular_times("2020-01-02T00:01", 40)  # 00:01 (7 minutes after 23:54) …
+    path = make_store(tmp_path / "s.zarr", np.concatenate([day1, evening, day2]), size=8)
+    cfg = _cfg(in_frames=2, out_frames=2, stride=1, train="2020-01-01:2020-01-01",
+               valid="2020-01-02:2020-01-02")  # fmt: skip
+    splits = make_splits(cfg, path)
+    with Store.open(path) as s:
+        times = s.times
+    day = 86_400
+    for name in ("train", "valid"):
+        split = splits[name]
+        first = times[split.frames.min(axis=1)] // day
+        last = times[split.frames.max(axis=1)] // day
+        assert (first == last).all(), name  # every frame of a window on one day
+    anchors = splits.train.start
+    assert (anchors == day1[-1]).sum() == 0  # the 23:44 window: its last frame is 00:01
+    assert (anchors == day1[-2]).sum() == 1  # the 23:39 window ends at 23:54, inside day 1
+
+
+def test_blocks_share_no_frame_with_irregular_steps(tmp_path: Path) -> None:
+    # one day (too few for day splits): frames 5 minutes apart with 7-minute steps, so that
+    # windows' last frames lie up to 2 minutes after their nominal end
+    steps = np.tile([300, 300, 420, 180], 40)
+    times = T0 + np.concatenate([[0], np.cumsum(steps)])
+    path = make_store(tmp_path / "b.zarr", times, size=8)
+    splits = make_splits(_cfg(in_frames=2, out_frames=2, stride=1), path)
+    assert splits.method == "blocks"
+    used = {
+        name: set(splits[name].frames.ravel().tolist()) - {-1}
+        for name in ("train", "valid", "test")
+    }
+    assert not used["train"] & used["valid"]
+    assert not used["valid"] & used["test"]
+    assert not used["train"] & used["test"]

@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import signal
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -59,37 +60,61 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+def _same_state(a: Path, b: Path) -> None:
+    """Two checkpoints hold bitwise the same model, optimizer, generator, step and selection."""
+    x, y = read_checkpoint(a), read_checkpoint(b)
+    assert x["step"] == y["step"]
+    assert x["best"] == y["best"]
+    assert all(torch.equal(x["model_state"][k], y["model_state"][k]) for k in x["model_state"])
+    assert torch.equal(x["rng"]["torch"], y["rng"]["torch"]), "torch generator state"
+    assert torch.equal(x["accumulators"]["train_frames"], y["accumulators"]["train_frames"])
+    ox, oy = x["optimizer"], y["optimizer"]
+    assert ox["param_groups"] == oy["param_groups"]
+    for k, state in ox["state"].items():
+        for name, value in state.items():
+            other = oy["state"][k][name]
+            assert torch.equal(value, other) if torch.is_tensor(value) else value == other
+
+
 def test_exact_resume_after_a_cap_and_after_ctrl_c(store: Path, tmp_path: Path) -> None:
+    # 3 steps per epoch: stops at step 4 and 5 are inside epoch 2, where no validation runs
     straight = _run(store, tmp_path / "a", max_steps=8, conv="auto")
     assert straight.steps == 8
     assert straight.status == "max-steps"
     assert straight.planned_steps == 9  # 3 epochs × 3 steps: the schedule ignores the cap
 
     _run(store, tmp_path / "b", max_steps=4, conv="auto")
+    assert (
+        not (tmp_path / "b" / "best.pt").exists()
+        or read_checkpoint(tmp_path / "b" / "best.pt")["step"] == 3
+    )
     resumed = fit(configure({"resume": True, "run": str(tmp_path / "b"), "max_steps": 8}))
     assert resumed.steps == 8
 
-    def ctrl_c(event: dict) -> None:  # a real SIGINT after the 4th step
-        if event["event"] == "step" and event["step"] == 4:
+    def ctrl_c(event: dict) -> None:  # a real SIGINT after the 5th step
+        if event["event"] == "step" and event["step"] == 5:
             os.kill(os.getpid(), signal.SIGINT)
 
     stopped = _run(store, tmp_path / "c", progress=ctrl_c, max_steps=8, conv="auto")
     assert stopped.status == "interrupted"
-    assert stopped.steps == 4
-    assert read_checkpoint(tmp_path / "c" / "last.pt")["step"] == 4
+    assert stopped.steps == 5
+    assert read_checkpoint(tmp_path / "c" / "last.pt")["step"] == 5
     fit(configure({"resume": True, "run": str(tmp_path / "c")}))
 
-    want = _weights(tmp_path / "a")
+    a_rows = _rows(tmp_path / "a" / "metrics.csv")
+    assert [int(r["step"]) for r in a_rows if r["split"] == "valid"] == [3, 6]
     for run in ("b", "c"):
-        got = _weights(tmp_path / run)
-        assert all(torch.equal(want[k], got[k]) for k in want), run
-        a_rows = [r for r in _rows(tmp_path / "a" / "metrics.csv") if r["split"] == "train"]
-        r_rows = [r for r in _rows(tmp_path / run / "metrics.csv") if r["split"] == "train"]
-        assert [r["loss"] for r in a_rows] == [r["loss"] for r in r_rows]
-        assert [r["lr"] for r in a_rows] == [r["lr"] for r in r_rows]
+        _same_state(tmp_path / "a" / "last.pt", tmp_path / run / "last.pt")
+        _same_state(tmp_path / "a" / "best.pt", tmp_path / run / "best.pt")
+        r_rows = _rows(tmp_path / run / "metrics.csv")
+        for col in ("split", "step", "loss", "lr", "grad_norm", "b_mse", "select_score"):
+            assert [r[col] for r in a_rows] == [r[col] for r in r_rows], (run, col)
+        assert _rows(tmp_path / "a" / "frames.csv") == _rows(tmp_path / run / "frames.csv")
     # the run before the straight one differs: the test can fail
     other = _run(store, tmp_path / "d", max_steps=8, conv="auto", seed=1)
-    assert not torch.equal(_weights(other.run_dir)["fc.weight"], want["fc.weight"])
+    assert not torch.equal(
+        _weights(other.run_dir)["fc.weight"], _weights(straight.run_dir)["fc.weight"]
+    )
 
 
 def test_resume_with_changed_options_names_them(store: Path, tmp_path: Path) -> None:
@@ -149,9 +174,113 @@ def test_two_processes_equal_one(store: Path, tmp_path: Path) -> None:
     assert two.steps == 3
     a, b = _weights(one.run_dir), _weights(two.run_dir)
     assert all(torch.allclose(a[k], b[k], rtol=1e-5, atol=1e-6) for k in a)
-    va = [r for r in _rows(one.run_dir / "metrics.csv") if r["split"] == "valid"]
-    vb = [r for r in _rows(two.run_dir / "metrics.csv") if r["split"] == "valid"]
+    ra, rb = _rows(one.run_dir / "metrics.csv"), _rows(two.run_dir / "metrics.csv")
+    va = [r for r in ra if r["split"] == "valid"]
+    vb = [r for r in rb if r["split"] == "valid"]
     assert float(va[0]["loss"]) == pytest.approx(float(vb[0]["loss"]), rel=1e-5)
+    # the logged gradient norm is the global batch's, not summed over the processes
+    for col in ("loss", "grad_norm"):
+        ga = [float(r[col]) for r in ra if r["split"] == "train"]
+        gb = [float(r[col]) for r in rb if r["split"] == "train"]
+        assert gb == pytest.approx(ga, rel=1e-5), col
+    assert _rows(one.run_dir / "frames.csv")[0]["samples"] == "12"
+    assert [r["samples"] for r in _rows(two.run_dir / "frames.csv")][:1] == ["12"]
+
+
+def test_distributed_resume_carries_every_process_frame_sums(store: Path, tmp_path: Path) -> None:
+    # epoch 2 = steps 4–6; stop at 4 (mid-epoch), resume to 6: the epoch's ΔX_t sums of both
+    # processes must come back, not rank 0's twice
+    straight = _run(store, tmp_path / "s", max_steps=6, epochs=2, devices=2)
+    _run(store, tmp_path / "r", max_steps=4, epochs=2, devices=2)
+    fit(configure({"resume": True, "run": str(tmp_path / "r"), "max_steps": 6}))
+    want = [r for r in _rows(straight.run_dir / "frames.csv") if r["epoch"] == "2"]
+    got = [r for r in _rows(tmp_path / "r" / "frames.csv") if r["epoch"] == "2"]
+    assert [r["samples"] for r in got if r["split"] == "train"] == ["12"] * 5
+    assert [r["samples"] for r in got] == [r["samples"] for r in want]
+    for a, b in zip(want, got, strict=True):
+        assert float(b["delta_x"]) == pytest.approx(float(a["delta_x"]), rel=1e-6)
+
+
+def test_an_infinite_gradient_stops_the_run_instead_of_being_clipped(
+    store: Path, tmp_path: Path
+) -> None:
+    from nowcast_cli.training.loop import Trainer
+    from nowcast_cli.training.plan import make_plan
+
+    plan = make_plan(configure({**TINY, "store": str(store), "run": str(tmp_path / "g")}))
+    trainer = Trainer(plan, 0, 1, torch.device("cpu"), None)
+    try:
+        weight = trainer.model.fc.weight
+        weight.register_hook(lambda g: torch.full_like(g, float("inf")))
+        before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+        frames, valid = next(iter(trainer.loader()))
+        with pytest.raises(TrainingError, match=r"gradient norm inf\) at step 1 "):
+            trainer.train_step(frames, valid)
+        after = trainer.model.state_dict()
+        assert all(torch.equal(before[k], after[k]) for k in before)  # no update was applied
+        assert read_checkpoint(tmp_path / "g" / "last.pt")["step"] == 0
+    finally:
+        for log in trainer.logs.values():
+            log.close()
+
+
+def test_leftover_windows_of_an_epoch_are_counted_as_left_out(store: Path, tmp_path: Path) -> None:
+    # 13 training windows in batches of 5: 2 steps of 5 per epoch, 3 windows left out
+    result = _run(store, tmp_path / "d", batch=5, epochs=2, max_steps=None)
+    assert result.steps == 4
+    plan = tomllib.loads((tmp_path / "d" / "config.toml").read_text())["plan"]
+    assert (plan["windows_per_epoch"], plan["windows_left_out_per_epoch"]) == (10, 3)
+    train = [r for r in _rows(tmp_path / "d" / "frames.csv") if r["split"] == "train"]
+    assert {r["samples"] for r in train} == {"10"}
+
+
+def test_selection_rules_pick_the_weights_their_scores_prefer(store: Path, tmp_path: Path) -> None:
+    def valid_rows(run: Path) -> list[dict[str, str]]:
+        return [r for r in _rows(run / "metrics.csv") if r["split"] == "valid"]
+
+    for rule, key in (("val-bmse+bmae", None), ("val-csi", "csi"), ("val-loss", "loss")):
+        run = tmp_path / rule
+        result = _run(store, run, epochs=3, select=rule, lr=0.01, predict=False)
+        rows = valid_rows(run)
+        assert [int(r["step"]) for r in rows] == [3, 6, 9]
+        if key is None:
+            score = [float(r["b_mse"]) + float(r["b_mae"]) for r in rows]
+        elif key == "csi":
+            score = [-float(r["csi"]) for r in rows]
+        else:
+            score = [float(r[key]) for r in rows]
+        assert [float(r["select_score"]) for r in rows] == pytest.approx(score, rel=1e-6)
+        best = int(rows[int(np.argmin(score))]["step"])
+        assert read_checkpoint(run / "best.pt")["step"] == best == result.best_step
+        assert read_checkpoint(run / "best.pt")["best"]["rule"] == rule
+        assert tomllib.loads((run / "config.toml").read_text())["select"] == rule
+    last = _run(store, tmp_path / "last", epochs=1, select="last", predict=False)
+    assert not (tmp_path / "last" / "best.pt").exists()
+    assert last.best_checkpoint is None
+
+
+def test_validation_csi_matches_a_direct_count() -> None:
+    from nowcast_cli.training.validation import contingency, csi
+
+    rng = np.random.default_rng(3)
+    pred = torch.from_numpy(rng.uniform(-0.1, 1.1, (2, 3, 1, 9, 9)).astype(np.float32))
+    obs = torch.from_numpy(rng.integers(0, 256, (2, 3, 1, 9, 9)).astype(np.uint8))
+    valid = torch.from_numpy(rng.random((2, 3, 1, 9, 9)) > 0.2)
+    events = torch.tensor([40, 120, 255, 256])  # the last cannot be observed
+    counts = contingency(pred, obs, valid, events).numpy()
+    f = np.floor(np.clip(pred.numpy().astype(np.float64), 0, 1) * 255 + 0.5)[valid.numpy()]
+    o = obs.numpy()[valid.numpy()]
+    want = []
+    for p in (40, 120, 255):
+        hit, miss, fa = (
+            ((f >= p) & (o >= p)).sum(),
+            ((f < p) & (o >= p)).sum(),
+            ((f >= p) & (o < p)).sum(),
+        )
+        assert counts[:, [40, 120, 255].index(p)].tolist() == [hit, miss, fa]
+        want.append(hit / (hit + miss + fa))
+    assert counts[:, 3].tolist() == [0, 0, 0]
+    assert csi(torch.from_numpy(counts)) == pytest.approx(np.mean(want), rel=1e-12)
 
 
 def test_checkpoint_errors(store: Path, tmp_path: Path) -> None:

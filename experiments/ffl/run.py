@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     config = PAPER if args.paper else CPU
     if args.smoke:  # on --paper the paper's model on CUDA, else a tiny one
         small = {} if args.paper else {"layers": 1, "hidden": 4}
-        config = {**config, **small, "max-steps": 5, "valid-samples": 4}
+        config = {**config, **small, "max-steps": 5, "valid-every": 5, "valid-samples": 4}
     study = Study(args.work, config, threads)
     runs = plan(args.seeds)
     if args.only == "main":

@@ -83,7 +83,7 @@ _GG = np.kron(_G, _G)
 _2, _4, _5, _8 = (np.float32(v) for v in (2, 4, 5, 8))
 
 
-@numba.njit(inline="always", fastmath=True)
+@numba.njit(inline="always")
 def _bt(d0: Any, d1: Any, d2: Any, d3: Any, d4: Any, d5: Any) -> tuple[Any, ...]:
     """Bᵀ d: 6 input samples → 6 coefficients."""
     return (
@@ -96,7 +96,7 @@ def _bt(d0: Any, d1: Any, d2: Any, d3: Any, d4: Any, d5: Any) -> tuple[Any, ...]
     )
 
 
-@numba.njit(inline="always", fastmath=True)
+@numba.njit(inline="always")
 def _b(g0: Any, g1: Any, g2: Any, g3: Any, g4: Any, g5: Any) -> tuple[Any, ...]:
     """B g, the adjoint of `_bt`: 6 coefficients → 6 input samples."""
     return (
@@ -109,7 +109,7 @@ def _b(g0: Any, g1: Any, g2: Any, g3: Any, g4: Any, g5: Any) -> tuple[Any, ...]:
     )
 
 
-@numba.njit(inline="always", fastmath=True)
+@numba.njit(inline="always")
 def _at(m0: Any, m1: Any, m2: Any, m3: Any, m4: Any, m5: Any) -> tuple[Any, ...]:
     """Aᵀ m: 6 coefficients → 4 output samples."""
     p, q = m1 + m2, m1 - m2
@@ -117,7 +117,7 @@ def _at(m0: Any, m1: Any, m2: Any, m3: Any, m4: Any, m5: Any) -> tuple[Any, ...]
     return (m0 + p + r, q + _2 * t, p + _4 * r, q + _8 * t + m5)
 
 
-@numba.njit(inline="always", fastmath=True)
+@numba.njit(inline="always")
 def _a(g0: Any, g1: Any, g2: Any, g3: Any) -> tuple[Any, ...]:
     """A g, the adjoint of `_at`: 4 output samples → 6 coefficients."""
     even, odd = g0 + g2, g1 + g3
@@ -132,7 +132,7 @@ def _a(g0: Any, g1: Any, g2: Any, g3: Any) -> tuple[Any, ...]:
 # `rows`, then the transform along each tile runs over those rows.
 
 
-@numba.njit(parallel=True, cache=True, fastmath=True, nogil=True)
+@numba.njit(parallel=True, cache=True, nogil=True)
 def _gather_in(img: Any, th: int, tw: int, out: Any) -> None:
     """V = Bᵀ d B for every 6×6 input window d (stride 4, one pixel of zero padding)."""
     n_b, n_c, height, width = img.shape
@@ -162,7 +162,7 @@ def _gather_in(img: Any, th: int, tw: int, out: Any) -> None:
                         out[6 * i + lo, c, t0 + tx] = v[lo]
 
 
-@numba.njit(parallel=True, cache=True, fastmath=True, nogil=True)
+@numba.njit(parallel=True, cache=True, nogil=True)
 def _scatter_in(coef: Any, th: int, tw: int, img: Any) -> None:
     """The adjoint of `_gather_in`: img = Σ over windows of B V Bᵀ (overlaps summed)."""
     n_b, n_c, height, width = img.shape
@@ -189,7 +189,7 @@ def _scatter_in(coef: Any, th: int, tw: int, img: Any) -> None:
                         img[b, c, y0 + j, x] += v[j]
 
 
-@numba.njit(parallel=True, cache=True, fastmath=True, nogil=True)
+@numba.njit(parallel=True, cache=True, nogil=True)
 def _scatter_out(coef: Any, th: int, tw: int, bias: Any, img: Any) -> None:
     """y = Aᵀ M A + bias for every 4×4 output tile; tile pixels outside the image dropped."""
     n_b, n_c, height, width = img.shape
@@ -213,7 +213,7 @@ def _scatter_out(coef: Any, th: int, tw: int, bias: Any, img: Any) -> None:
                         img[b, c, y0 + j, x] = v[j] + bias[c]
 
 
-@numba.njit(parallel=True, cache=True, fastmath=True, nogil=True)
+@numba.njit(parallel=True, cache=True, nogil=True)
 def _gather_out(img: Any, th: int, tw: int, out: Any) -> None:
     """The adjoint of `_scatter_out` (less the bias): A g Aᵀ for every 4×4 tile g."""
     n_b, n_c, height, width = img.shape

@@ -280,3 +280,58 @@ def test_autocast_takes_the_torch_path() -> None:
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert not cv.use_winograd([x], w)
         assert cv.conv_same(x, w).dtype == torch.bfloat16
+
+
+_KERNEL_HASHES = """
+import hashlib, numpy as np
+from nowcast_cli.models import _winograd as wg
+rng = np.random.default_rng(0)
+b, c, h, w, th, tw = 2, 6, 9, 11, 3, 3
+img = rng.standard_normal((b, c, h, w)).astype(np.float32)
+coef = rng.standard_normal((36, 2 * c, b * th * tw)).astype(np.float32)
+bias = rng.standard_normal(c).astype(np.float32)
+outs = [np.zeros((36, c, b * th * tw), np.float32), np.zeros((36, c, b * th * tw), np.float32),
+        np.zeros((b, c, h, w), np.float32), np.zeros((b, c, h, w), np.float32)]
+wg._gather_in(img, th, tw, outs[0])
+wg._gather_out(img, th, tw, outs[1])
+wg._scatter_in(coef[:, :c], th, tw, outs[2])  # a channel slice, as the backward passes it
+wg._scatter_out(coef[:, c:].copy(), th, tw, bias, outs[3])
+print(" ".join(hashlib.sha256(o.tobytes()).hexdigest()[:16] for o in outs))
+"""
+
+
+def test_kernels_compute_the_same_bits_when_compiled_and_when_loaded_from_the_cache(
+    tmp_path,
+) -> None:
+    """A process that compiles the kernels and one that loads them from numba's cache agree.
+
+    With ``fastmath`` the parallel loop body is compiled twice, once on its own (what the
+    compiling process runs) and once re-optimized inside its caller (what the cache keeps),
+    and reassociation made the two differ in the last bits: training in a fresh environment
+    gave other weights than every later run. The first subprocess compiles into an empty
+    cache, the second loads from it.
+    """
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    fresh, cached = (
+        subprocess.run(
+            [sys.executable, "-c", _KERNEL_HASHES],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        for _ in range(2)
+    )
+    assert any(tmp_path.rglob("*.nbc")), "the first process wrote no cache: nothing compared"
+    assert fresh == cached
+
+
+def test_no_kernel_lets_the_compiler_change_values() -> None:
+    """Reassociation or contraction would make the bits depend on how the code was built."""
+    kernels = (wg._gather_in, wg._scatter_in, wg._gather_out, wg._scatter_out)
+    kernels += (wg._bt, wg._b, wg._at, wg._a)
+    assert all(not k.targetoptions.get("fastmath") for k in kernels)
