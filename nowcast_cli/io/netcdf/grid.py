@@ -246,8 +246,9 @@ def _decoded(v: Any) -> np.ndarray:
     """A coordinate's values decoded by xarray (scale/offset applied, fill values NaN)."""
     import xarray as xr
 
-    d = xr.conventions.decode_cf_variable("coordinate", v, decode_times=False)
-    return np.asarray(d.values).astype(np.float64)
+    with collected_warnings():  # e.g. differing _FillValue and missing_value: both applied
+        d = xr.conventions.decode_cf_variable("coordinate", v, decode_times=False)
+        return np.asarray(d.values).astype(np.float64)
 
 
 def _mean(x: np.ndarray) -> float:
