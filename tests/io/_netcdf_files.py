@@ -146,3 +146,43 @@ def cut_of_bundle(
     enc = {name: {"chunksizes": (chunk_t, rows, cols), "zlib": True, "shuffle": True}}
     sub.to_netcdf(path, engine="h5netcdf", encoding=enc)
     return path
+
+
+def write_cf(
+    path: Path,
+    dims: dict[str, int],
+    variables: dict[str, tuple[tuple[str, ...], str, Any, dict[str, Any]]],
+    *,
+    chunks: dict[str, tuple[int, ...]] | None = None,
+    global_attrs: dict[str, Any] | None = None,
+) -> Path:
+    """A netCDF4 file written with netCDF4-python exactly as given: raw values, attributes in
+    order (``_FillValue`` set at creation), no automatic packing or masking on write.
+
+    ``variables[name] = (dims, dtype, raw values, attributes)``.
+    """
+    import netCDF4
+
+    with netCDF4.Dataset(path, "w", format="NETCDF4") as ds:
+        ds.set_auto_maskandscale(False)
+        for name, size in dims.items():
+            ds.createDimension(name, size)
+        for name, (vdims, dtype, values, attrs) in variables.items():
+            attrs = dict(attrs)
+            fill = attrs.pop("_FillValue", None)
+            chunksizes = (chunks or {}).get(name)
+            v = ds.createVariable(
+                name,
+                dtype,
+                vdims,
+                fill_value=fill if fill is not None else False,
+                chunksizes=chunksizes,
+                zlib=chunksizes is not None,
+            )
+            v.set_auto_maskandscale(False)
+            for k, a in attrs.items():
+                v.setncattr(k, a)
+            v[...] = np.asarray(values, dtype=dtype)
+        for k, a in (global_attrs or {}).items():
+            ds.setncattr(k, a)
+    return path
