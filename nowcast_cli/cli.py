@@ -113,9 +113,12 @@ def ingest(
         list[Path], typer.Argument(help="Files or directories to ingest.", show_default=False)
     ],
     out: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
-            "--out", "-o", help="Store to create or extend. [default: ./nowcast-data/SOURCE.zarr]"
+            "--out",
+            "-o",
+            help="Store (folder or s3://, gs:// URL) to create or extend. "
+            "[default: ./nowcast-data/SOURCE.zarr]",
         ),
     ] = None,
     product: Annotated[
@@ -217,7 +220,8 @@ def train(
     model: Annotated[str | None, _opt("Model to train (see `nowcast list models`).")] = None,
     loss: Annotated[str | None, _opt("Training loss (see `nowcast list losses`).")] = None,
     store: Annotated[
-        Path | None, _opt("Observation store. (default: the only store in ./nowcast-data)")
+        str | None,
+        _opt("Observation store, folder or URL. (default: the only store in ./nowcast-data)"),
     ] = None,
     config: Annotated[
         Path | None, _opt("TOML file of options (keys as these options; the command line wins).")
@@ -226,7 +230,7 @@ def train(
         bool, typer.Option("--resume", help="Continue a run (--run, default the latest).")
     ] = False,
     run: Annotated[
-        Path | None, _opt("Run folder. (default: runs/MODEL-LOSS-UTCTIME, or the latest to resume)")
+        str | None, _opt("Run folder. (default: runs/MODEL-LOSS-UTCTIME, or the latest to resume)")
     ] = None,
     size: Annotated[int | None, _opt("Training-copy edge of the store. (default: 120)")] = None,
     in_frames: Annotated[int | None, _opt("Observed frames per sample. (default: 10)")] = None,
@@ -339,7 +343,7 @@ def train(
 @handle_errors
 def predict(
     run: Annotated[
-        Path | None,
+        str | None,
         _opt(
             "Trained run to forecast with (with --model: whose store and split to follow). "
             "(default: the latest run)"
@@ -349,7 +353,7 @@ def predict(
         str | None, _opt("A baseline instead of a trained run: persistence or extrapolation.")
     ] = None,
     store: Annotated[
-        Path | None, _opt("Observation store. (default: the run's, or the only one)")
+        str | None, _opt("Observation store, folder or URL. (default: the run's, or the only one)")
     ] = None,
     split: Annotated[
         str, typer.Option(help="The split whose windows to forecast: test, valid or train.")
@@ -383,7 +387,7 @@ def predict(
         str, typer.Option(help="Extrapolation motion field: lk (Lucas–Kanade) or vet.")
     ] = "lk",
     out: Annotated[
-        Path | None, _opt("Forecast store to write. (default: RUN/forecasts.zarr)")
+        str | None, _opt("Forecast store (folder or URL) to write. (default: RUN/forecasts.zarr)")
     ] = None,
     overwrite: Annotated[
         bool,
@@ -417,9 +421,10 @@ def predict(
 @handle_errors
 def verify(
     forecasts: Annotated[
-        Path | None,
+        str | None,
         typer.Argument(
-            help="Forecast store or run folder. [default: the newest runs/*/forecasts.zarr]"
+            help="Forecast store (folder or URL) or run folder. "
+            "[default: the newest runs/*/forecasts.zarr]"
         ),
     ] = None,
     thresholds: Annotated[
@@ -445,7 +450,7 @@ def verify(
     ] = 24.0,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap draws.")] = 0,
     compare: Annotated[
-        tuple[Path, Path] | None,
+        tuple[str, str] | None,
         typer.Option(
             help="Two runs or forecast stores: paired difference A − B on their shared "
             "issue times. Comma-separated runs on each side (e.g. seeds) are paired by "
@@ -454,7 +459,7 @@ def verify(
         ),
     ] = None,
     store: Annotated[
-        Path | None,
+        str | None,
         typer.Option(help="Observation store. [default: the one the forecasts name]"),
     ] = None,
     scores: Annotated[
@@ -508,7 +513,7 @@ def plot(
         ),
     ],
     runs: Annotated[
-        list[Path] | None,
+        list[str] | None,
         typer.Argument(
             help="Runs or forecast stores to draw. [default: the latest (up to 6) that have "
             "what the figure needs]",
@@ -516,7 +521,7 @@ def plot(
         ),
     ] = None,
     store: Annotated[
-        Path | None, _opt("Observation store (store). (default: the only one)")
+        str | None, _opt("Observation store (store), folder or URL. (default: the only one)")
     ] = None,
     time: Annotated[
         str | None,
@@ -603,20 +608,23 @@ def demo(
 @handle_errors
 def info(
     target: Annotated[
-        Path | None,
-        typer.Argument(help="A store or a run folder. [default: the only store in ./nowcast-data]"),
+        str | None,
+        typer.Argument(
+            help="A store (folder or URL) or a run folder. "
+            "[default: the only store in ./nowcast-data]"
+        ),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Describe a store (product, shape, time span, gaps, units) or a run folder."""
     _modes(False, as_json)
     from nowcast_cli.runs import is_run
-    from nowcast_cli.store import Store, resolve_store
+    from nowcast_cli.store import Store, is_url, location, resolve_store
 
-    if target is not None and is_run(target):
+    if target is not None and not is_url(location(target)) and is_run(Path(target)):
         from nowcast_cli.runs import run_summary
 
-        summary = run_summary(target)
+        summary = run_summary(Path(target))
         if _State.as_json:
             _print_json(summary)
         else:

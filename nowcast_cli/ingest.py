@@ -37,7 +37,18 @@ from nowcast_cli.grid import Box, parse_box
 from nowcast_cli.io import READERS, create_reader
 from nowcast_cli.io.base import BadFileError, Failure, FrameInfo, Item, Reader, Scanned
 from nowcast_cli.resample import Coarsener
-from nowcast_cli.store import DEFAULT_DIR, FULL_CHUNK_T, Gap, Store, find_gaps, iso
+from nowcast_cli.store import (
+    DEFAULT_DIR,
+    FULL_CHUNK_T,
+    Gap,
+    Location,
+    Store,
+    exists,
+    find_gaps,
+    is_url,
+    iso,
+    location,
+)
 
 Progress = Callable[[str, int, int], None]
 WRITE_BATCH = 4 * FULL_CHUNK_T  # frames per append: whole chunks, few metadata updates
@@ -49,7 +60,7 @@ R = TypeVar("R")
 class IngestReport:
     """Outcome of one ingest run."""
 
-    store: Path
+    store: Location
     source: str
     product: str | None = None
     written: int = 0
@@ -145,7 +156,7 @@ def ingest(
     if any(s < 1 for s in sizes):
         raise ConfigError(f"training sizes must be positive, got {sizes}")
     box = parse_box(crop) if crop is not None else None
-    out_path = Path(out) if out is not None else default_store_path(reader_cls.name)
+    out_path = location(out) if out is not None else default_store_path(reader_cls.name)
     report = IngestReport(store=out_path, source=reader_cls.name)
     store = _open_or_check(out_path)
     try:
@@ -155,7 +166,8 @@ def ingest(
         if not files:
             raise DataError(f"no files found in {', '.join(map(str, roots))}")
         nworkers = max(1, min(workers or os.cpu_count() or 1, len(files)))
-        workroot = out_path.parent
+        # tar members unpack beside a local store (same disk), else in the system's temp dir
+        workroot = out_path.parent if isinstance(out_path, Path) else None
         with (
             tempfile.TemporaryDirectory(prefix=".nowcast-ingest-", dir=workroot) as tmp,
             _pool(nworkers) as pool,
@@ -252,8 +264,11 @@ def _check_existing(store: Store, reader: Reader, options: dict[str, Any], box: 
             )
 
 
-def _open_or_check(path: Path) -> Store | None:
+def _open_or_check(path: Location) -> Store | None:
     """Open an existing store for appending, or check that a new one can be created."""
+    if is_url(path):
+        return Store.open(path, mode="a") if exists(path) else None
+    assert isinstance(path, Path)
     if path.exists():
         if path.is_dir() and not any(path.iterdir()):
             return None

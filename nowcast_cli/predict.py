@@ -40,6 +40,7 @@ import numpy as np
 from nowcast_cli import runs
 from nowcast_cli.encoding import unit_to_pixel
 from nowcast_cli.errors import ConfigError, DataError, RunError, StoreError
+from nowcast_cli.store import Location, is_url, location
 
 __all__ = ["BASELINES", "PredictConfig", "PredictResult", "forecast"]
 
@@ -141,7 +142,7 @@ class PredictConfig:
 class PredictResult:
     """What `forecast` wrote."""
 
-    forecasts: Path
+    forecasts: Location
     run: Path
     model: str
     samples: int  # samples in the forecast store
@@ -162,8 +163,8 @@ class _Job:
     """Everything resolved before the first forecast."""
 
     run: Path
-    out: Path
-    store: Path
+    out: Location
+    store: Location
     model: str  # registry name or baseline
     size: int | None  # training copy edge; None = full grid
     in_frames: int
@@ -273,7 +274,7 @@ def _plan(cfg: PredictConfig) -> _Job:
     if cfg.model is None:
         assert run is not None
         out_dir = run
-    elif cfg.out is not None:
+    elif cfg.out is not None and not is_url(location(cfg.out)):
         out_dir = Path(cfg.out).parent
         if not out_dir.exists() or not any(out_dir.iterdir()):
             # a new folder for a baseline is a run folder, like `runs/<baseline>-<time>/`
@@ -282,7 +283,8 @@ def _plan(cfg: PredictConfig) -> _Job:
     else:
         out_dir = runs.new_run_dir(model, None)
         _write_baseline_config(out_dir, cfg, data_cfg, run)
-    out = Path(cfg.out) if cfg.out is not None else out_dir / FORECASTS
+    # a forecast store may be a URL; the run folder (config, scores) stays local
+    out = location(cfg.out) if cfg.out is not None else out_dir / FORECASTS
     if model == "extrapolation":
         leads = [k * interval_min for k in range(1, n + 1)]
     else:  # the rollout's X̂_1 … X̂_{m+n−1}: reconstructions, then the forecast
@@ -423,11 +425,9 @@ def forecast(cfg: PredictConfig, progress: Progress | None = None) -> PredictRes
 
 def _open_output(job: _Job, obs: Any, overwrite: bool) -> Any:
     """The forecast store to append to: new, or the same configuration's (resume)."""
-    import shutil
+    from nowcast_cli.store import ForecastStore, exists, remove
 
-    from nowcast_cli.store import ForecastStore
-
-    if (job.out / "zarr.json").is_file():
+    if exists(job.out):
         fstore = ForecastStore.open(job.out, mode="a")
         if fstore.attrs.get("fingerprint") == job.attrs["fingerprint"]:
             return fstore
@@ -437,9 +437,10 @@ def _open_output(job: _Job, obs: Any, overwrite: bool) -> Any:
                 f"{job.out} holds forecasts of another configuration (model, checkpoint, "
                 "store or issue times); replace it with --overwrite or write elsewhere with --out"
             )
-        shutil.rmtree(job.out)
+        remove(job.out)
         for stale in ("scores.csv", "scores.json"):  # they scored the forecasts just removed
-            (job.out.parent / stale).unlink(missing_ok=True)
+            folder = job.out.parent if isinstance(job.out, Path) else job.run
+            (folder / stale).unlink(missing_ok=True)
     return ForecastStore.create(
         job.out, observations=obs, size=job.size, lead_minutes=job.leads, attrs=job.attrs
     )

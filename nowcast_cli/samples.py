@@ -35,7 +35,7 @@ import torch
 
 from nowcast_cli.config import DataConfig, parse_range
 from nowcast_cli.errors import DataError, StoreError
-from nowcast_cli.store import Store, iso
+from nowcast_cli.store import Store, iso, location
 
 __all__ = [
     "MIX_BLOCKS",
@@ -416,7 +416,7 @@ class WindowDataset(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]])
     def __init__(
         self, store_path: str | Path, size: int, split: Split, cache_bytes: int = 256 * 2**20
     ) -> None:
-        self.store_path = Path(store_path)
+        self.store_path = location(store_path)
         self.size = size
         self.frames = split.frames
         self.cache_bytes = cache_bytes

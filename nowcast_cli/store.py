@@ -22,6 +22,15 @@ the arrays' own metadata. A writer holds the lock file ``.<name>.lock`` beside t
 Appends are crash-safe: data arrays are extended and written first, ``time`` last. The number
 of frames is the number of written ``time`` entries; anything beyond (left by a killed run) is
 invisible and is overwritten by the next append.
+
+A store may be a local folder or a URL (``s3://``, ``gs://``, ``https://`` read-only; a
+``file://`` URL is a local folder): `location` tells them apart and `zarr_store` opens either
+as zarr's own storage (``LocalStore``, or ``FsspecStore`` over s3fs/gcsfs/aiohttp, the
+``nowcast[cloud]`` extra). Credentials come from the library's standard environment and
+configuration (``AWS_ACCESS_KEY_ID``, ``AWS_PROFILE``, ``AWS_ENDPOINT_URL``, fsspec's
+``FSSPEC_S3``…) and never from the URL, so nothing that records a store's location records
+a secret. Object storage has no file locks: the writer lock is local only, and two processes
+must not ingest into one URL at once.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ import datetime as dt
 import fcntl
 import json
 import os
+import re
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,7 +52,7 @@ import zarr
 from zarr.storage import LocalStore
 
 from nowcast_cli import __version__, encoding
-from nowcast_cli.errors import StoreError
+from nowcast_cli.errors import ConfigError, MissingDependencyError, NowcastError, StoreError
 from nowcast_cli.grid import Box, Grid, centred_square
 
 FORMAT = "nowcast-observations"
@@ -52,6 +62,163 @@ FULL_CHUNK_T = 8
 COARSE_CHUNK_T = 64
 MAX_LOGGED_FAILURES = 500
 DEFAULT_DIR = "nowcast-data"
+
+
+#: where a store lives: a local folder, or a URL (see `location`)
+Location = Path | str
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+)://")
+_READ_ONLY_SCHEMES = ("http", "https")
+CLOUD_EXTRA = "pip install 'nowcast[cloud]'"
+
+
+def location(path: str | Path) -> Location:
+    """A local folder as a `Path`, a URL as its string (``file://`` URLs are local folders).
+
+    Raises
+    ------
+    ConfigError
+        If the URL carries credentials (``https://user:secret@host/…``): they would be
+        recorded wherever the store's location is (config.toml, checkpoints, forecast
+        stores); the libraries read them from the environment instead.
+    """
+    if isinstance(path, Path):
+        return path
+    text = str(path)
+    m = _SCHEME.match(text)
+    if m is None:
+        return Path(text)
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(text)
+    if m.group(1).lower() == "file":
+        return Path(unquote(parts.path))
+    if parts.password is not None or parts.username is not None:
+        shown = text.replace(parts.netloc, parts.hostname or "", 1)
+        raise ConfigError(
+            f"{shown}: credentials in a URL would be recorded with the store's location; "
+            "give them in the environment (e.g. AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+            "or AWS_PROFILE) instead"
+        )
+    return text.rstrip("/")
+
+
+def is_url(loc: Location) -> bool:
+    """Whether `loc` is a URL (remote), not a local folder."""
+    return isinstance(loc, str)
+
+
+def resolved(loc: Location) -> Location:
+    """An absolute local path, or the URL itself."""
+    return loc.resolve() if isinstance(loc, Path) else loc
+
+
+def stem(loc: Location) -> str:
+    """The last name of a folder or URL without its suffix (``dwd.zarr`` → ``dwd``)."""
+    from pathlib import PurePosixPath
+    from urllib.parse import urlsplit
+
+    return loc.stem if isinstance(loc, Path) else PurePosixPath(urlsplit(loc).path).stem
+
+
+def child(loc: Location, name: str) -> Location:
+    """``loc/name`` for a folder or a URL."""
+    return loc / name if isinstance(loc, Path) else f"{loc}/{name}"
+
+
+def zarr_store(loc: Location, read_only: bool = True) -> Any:
+    """Zarr's own storage for `loc`: a ``LocalStore``, or an ``FsspecStore`` for a URL.
+
+    Raises
+    ------
+    MissingDependencyError
+        If the URL's filesystem (s3fs, gcsfs, aiohttp) is not installed: the extra to install.
+    StoreError
+        If the URL cannot be written (``https://``) and `read_only` is False.
+    """
+    if isinstance(loc, Path):
+        return LocalStore(loc, read_only=read_only)
+    scheme = loc.split("://", 1)[0].lower()
+    if not read_only and scheme in _READ_ONLY_SCHEMES:
+        raise StoreError(f"{loc}: {scheme}:// stores are read-only (write to s3://, gs://…)")
+    try:
+        from zarr.storage import FsspecStore
+
+        return FsspecStore.from_url(loc, read_only=read_only)
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"{loc}: {scheme}:// stores need the cloud extra: {CLOUD_EXTRA} ({exc})"
+        ) from None
+    except ValueError as exc:  # fsspec: "Protocol not known"
+        raise StoreError(f"{loc}: cannot open ({exc})") from None
+
+
+def remote_error(loc: Location, exc: BaseException, doing: str = "cannot read") -> StoreError:
+    """A one-line `StoreError` for a failed request to the store at `loc`.
+
+    Object-storage libraries raise their own types (``PermissionError`` for bad credentials,
+    ``FileNotFoundError`` for a missing bucket, timeouts and connection errors once their
+    retries are spent); the message names what failed, and what to check.
+    """
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, StoreError):
+        return exc
+    if isinstance(exc, PermissionError):
+        return StoreError(
+            f"{loc}: access denied ({text}); check the credentials in the environment "
+            "(AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or the provider's own)"
+        )
+    if isinstance(exc, FileNotFoundError):
+        return StoreError(f"{loc}: {doing}: not found ({text})")
+    timeout = isinstance(exc, TimeoutError) or "timeout" in type(exc).__name__.lower()
+    what = "timed out" if timeout else "failed"
+    return StoreError(
+        f"{loc}: {doing}: the request {what} after its retries ({type(exc).__name__}: {text})"
+    )
+
+
+#: packages whose exceptions are a remote store's failures (a bug elsewhere keeps its traceback)
+_REMOTE_PACKAGES = ("botocore", "aiobotocore", "aiohttp", "s3fs", "gcsfs", "google", "fsspec")
+
+
+def _is_remote_failure(exc: BaseException) -> bool:
+    """Whether `exc` is a failed request (network, server, credentials), not a bug."""
+    if isinstance(exc, (OSError, TimeoutError)):
+        return True
+    return type(exc).__module__.split(".")[0] in _REMOTE_PACKAGES
+
+
+def _sync(loc: Location, coro: Any, doing: str = "cannot read") -> Any:
+    """Run a coroutine of zarr's storage API on zarr's event loop; errors as `StoreError`."""
+    from zarr.core.sync import sync
+
+    try:
+        return sync(coro)
+    except Exception as exc:  # the libraries' own error types, see remote_error
+        if isinstance(exc, NowcastError) or not _is_remote_failure(exc):
+            raise
+        raise remote_error(loc, exc, doing) from None
+
+
+def exists(loc: Location) -> bool:
+    """Whether a Zarr hierarchy (its root ``zarr.json``) is at `loc`."""
+    return _exists(loc, "zarr.json")
+
+
+def remove(loc: Location) -> None:
+    """Delete the store at `loc`, a folder or every object under a URL."""
+    if isinstance(loc, Path):
+        import shutil
+
+        shutil.rmtree(loc)
+        return
+    _sync(loc, zarr_store(loc, read_only=False).delete_dir(""), "cannot delete")
+
+
+def _exists(loc: Location, key: str) -> bool:
+    """Whether the object `key` exists in the store at `loc`."""
+    if isinstance(loc, Path):
+        return (loc / key).is_file()
+    return bool(_sync(loc, zarr_store(loc).exists(key)))
 
 
 @dataclass(frozen=True)
@@ -85,7 +252,7 @@ class Store:
     (one writer at a time) until `close`.
     """
 
-    def __init__(self, path: Path, group: zarr.Group, lock: Any = None) -> None:
+    def __init__(self, path: Location, group: zarr.Group, lock: Any = None) -> None:
         self.path = path
         self.group = group
         self._lock = lock
@@ -98,7 +265,7 @@ class Store:
     @classmethod
     def open(cls, path: str | Path, mode: str = "r") -> Store:
         """Open an existing store (``mode`` "r" to read, "a" to append under a lock)."""
-        p = Path(path)
+        p = location(path)
         group, lock = _open_group(p, mode, FORMAT, FORMAT_VERSION, "store")
         return cls(p, group, lock)
 
@@ -117,8 +284,8 @@ class Store:
 
         Parameters
         ----------
-        path : path
-            Directory to create (must not exist, or be empty).
+        path : path or URL
+            Directory (or URL) to create (must not exist, or be empty).
         attrs : dict
             Source attributes (source, product, zr, interval_seconds, …).
         grid : Grid
@@ -131,21 +298,13 @@ class Store:
             Square region of the grid the training copies cover (default: the largest centred
             square); checked to be inside the grid and at least as large as every copy.
         """
-        p = Path(path)
+        p = location(path)
         box = crop or centred_square(grid.rows, grid.cols)
         for size in sizes:
             box.check(grid.shape, size)
-        if p.exists() and (not p.is_dir() or any(p.iterdir())):
-            raise StoreError(f"{p}: exists and is not an empty directory")
+        lock = _prepare_new(p)
         try:
-            p.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"{p}: cannot create store ({exc.strerror or exc})") from None
-        if not os.access(p, os.W_OK):
-            raise StoreError(f"{p}: not writable")
-        lock = _acquire_lock(p)
-        try:
-            group = zarr.open_group(LocalStore(p), mode="w", zarr_format=3)
+            group = _new_group(p)
             rows, cols = grid.shape
             _frame_arrays(group, rows, cols, FULL_CHUNK_T)
             _array(
@@ -236,8 +395,9 @@ class Store:
                 }
             )
             _consolidate(p)
-        except BaseException:
+        except BaseException as exc:
             _release_lock(lock)
+            _raise_remote(p, exc, "cannot create the store")
             raise
         return cls(p, group, lock)
 
@@ -374,8 +534,14 @@ class Store:
             raise StoreError(f"{self.path}: appended times must increase past the last stored time")
         if set(coarse) != set(self.sizes):
             raise StoreError(f"{self.path}: coarse copies {sorted(coarse)} != store's {self.sizes}")
-        self.write_data(n, frames, valid, coarse)
-        self.commit(n, times)
+        try:
+            self.write_data(n, frames, valid, coarse)
+            self.commit(n, times)
+        except Exception as exc:
+            _raise_remote(
+                self.path, exc, f"cannot write frames {n}:{n + k} (none of them is visible)"
+            )
+            raise
 
     def write_data(
         self,
@@ -427,7 +593,11 @@ class Store:
             if len(items) > MAX_LOGGED_FAILURES:
                 rec[key] = items[:MAX_LOGGED_FAILURES]
                 rec[f"{key}_not_logged"] = len(items) - MAX_LOGGED_FAILURES
-        self.group.attrs["ingest_log"] = [*self.read_log(), rec]
+        try:
+            self.group.attrs["ingest_log"] = [*self.read_log(), rec]
+        except Exception as exc:
+            _raise_remote(self.path, exc, "cannot write the ingest log")
+            raise
         _consolidate(self.path)
 
     def read_log(self) -> list[dict[str, Any]]:
@@ -513,7 +683,7 @@ class FrameReader:
 
     def __init__(
         self,
-        root: Path,
+        root: Location,
         frames: zarr.Array[Any],
         valid: zarr.Array[Any],
         n_committed: int,
@@ -574,7 +744,7 @@ class FrameReader:
 
 
 def _read_rows(
-    root: Path, arr: zarr.Array[Any], start: int, stop: int, out: np.ndarray | None = None
+    root: Location, arr: zarr.Array[Any], start: int, stop: int, out: np.ndarray | None = None
 ) -> np.ndarray:
     """Rows ``start:stop`` (first axis) of an array of this package's layout.
 
@@ -585,7 +755,8 @@ def _read_rows(
     then a copy) took 2–5× longer for the large reads of verification here. Any other layout, or
     codec, is read through zarr. `out`, if given, is a C-contiguous buffer with room for at
     least the rows (reusing one spares the page faults of a fresh array per read); the result
-    is then a view of it.
+    is then a view of it. From a URL the chunk objects are fetched concurrently through zarr's
+    store (one round trip for the lot), then decoded the same way.
     """
     from numcodecs import Zstd
     from zarr.codecs import BytesCodec, ZstdCodec
@@ -607,7 +778,11 @@ def _read_rows(
             out[:] = arr[start:stop]
             return out
     elif not direct:
-        return np.asarray(arr[start:stop])
+        try:
+            return np.asarray(arr[start:stop])
+        except Exception as exc:
+            _raise_remote(root, exc, f"cannot read {arr.path} {start}:{stop}")
+            raise
     else:
         out = np.empty(want, dtype=arr.dtype)
     if stop <= start:
@@ -618,17 +793,29 @@ def _read_rows(
     codec = Zstd() if zstd else None
     fill = np.asarray(arr.fill_value, dtype=arr.dtype).view(np.uint8)
     zeros = (0,) * (len(shape) - 1)
+    ids = range(start // rows, (stop - 1) // rows + 1)
+    local = root if isinstance(root, Path) else None
+    fetched: dict[int, Any] = {}
+    if local is None:
+        keys = [meta.encode_chunk_key((ci, *zeros)) for ci in ids]
+        fetched = dict(zip(ids, _fetch(root, arr, keys), strict=True))
 
     def one(ci: int) -> None:
         c0 = ci * rows
         lo, hi = max(start, c0), min(stop, c0 + rows)
         target = flat[lo - start : hi - start]
-        path = root / arr.path / meta.encode_chunk_key((ci, *zeros))
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:  # never written: the fill value
-            target[:] = fill
-            return
+        raw: Any
+        if local is not None:
+            try:
+                raw = (local / arr.path / meta.encode_chunk_key((ci, *zeros))).read_bytes()
+            except FileNotFoundError:  # never written: the fill value
+                target[:] = fill
+                return
+        else:
+            raw = fetched[ci]
+            if raw is None:
+                target[:] = fill
+                return
         whole = lo == c0 and hi == c0 + rows
         buf = target if whole else np.empty((rows, row_bytes), np.uint8)
         if codec is None:
@@ -638,7 +825,6 @@ def _read_rows(
         if not whole:
             target[:] = buf[lo - c0 : hi - c0]
 
-    ids = range(start // rows, (stop - 1) // rows + 1)
     if len(ids) == 1:
         one(ids[0])
     else:
@@ -649,24 +835,80 @@ def _read_rows(
     return out
 
 
-def _open_group(p: Path, mode: str, fmt: str, version: int, what: str) -> tuple[zarr.Group, Any]:
+def _fetch(loc: Location, arr: zarr.Array[Any], keys: list[str]) -> list[Any]:
+    """The stored bytes of chunks `keys` of `arr` (None where never written), all at once.
+
+    The requests go out concurrently through the array's own zarr store (s3fs/gcsfs pool
+    the connections), so reading k chunks costs about one round trip, not k.
+    """
+    import asyncio
+
+    from zarr.core.buffer import default_buffer_prototype
+
+    store = arr.store_path.store
+    prefix = arr.store_path.path
+    proto = default_buffer_prototype()
+
+    async def get_all() -> list[Any]:
+        return await asyncio.gather(*(store.get(f"{prefix}/{k}", proto) for k in keys))
+
+    bufs = _sync(loc, get_all(), f"cannot read {prefix}")
+    return [None if b is None else b.as_numpy_array() for b in bufs]
+
+
+def _raise_remote(loc: Location, exc: BaseException, doing: str) -> None:
+    """Raise the one-line `StoreError` for a failed request to a URL (local errors pass)."""
+    if isinstance(loc, str) and not isinstance(exc, NowcastError) and _is_remote_failure(exc):
+        raise remote_error(loc, exc, doing) from None
+
+
+def _prepare_new(p: Location) -> Any:
+    """Check that a new store can be made at `p` (absent or empty); its writer lock."""
+    if isinstance(p, str):
+        store = zarr_store(p, read_only=False)
+        if not _sync(p, store.is_empty(""), "cannot check the location"):
+            raise StoreError(f"{p}: exists and is not empty")
+        return _NoLock()
+    if p.exists() and (not p.is_dir() or any(p.iterdir())):
+        raise StoreError(f"{p}: exists and is not an empty directory")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"{p}: cannot create store ({exc.strerror or exc})") from None
+    if not os.access(p, os.W_OK):
+        raise StoreError(f"{p}: not writable")
+    return _acquire_lock(p)
+
+
+def _new_group(p: Location) -> zarr.Group:
+    """An empty Zarr v3 root group at `p` (checked empty by `_prepare_new`)."""
+    return zarr.open_group(zarr_store(p, read_only=False), mode="w", zarr_format=3)
+
+
+def _open_group(
+    p: Location, mode: str, fmt: str, version: int, what: str
+) -> tuple[zarr.Group, Any]:
     """The Zarr group of a nowcast `what` and its writer lock (mode "a"; else None).
 
     Checks the format and version; `what` is "store" or "forecast store" in messages.
     """
-    if not (p / "zarr.json").is_file():
-        if p.exists():
+    if not _exists(p, "zarr.json"):
+        if isinstance(p, Path) and p.exists():
             raise StoreError(f"{p}: not a nowcast {what} (no zarr.json)")
         raise StoreError(f"{p}: no such {what}")
-    lock = _acquire_lock(p) if mode == "a" else None
+    lock = (_acquire_lock(p) if isinstance(p, Path) else _NoLock()) if mode == "a" else None
     try:
         group = zarr.open_group(
-            LocalStore(p, read_only=mode == "r"),
+            zarr_store(p, read_only=mode == "r"),
             mode="r" if mode == "r" else "r+",
             use_consolidated=False,
         )
+    except NowcastError:
+        _release_lock(lock)
+        raise
     except Exception as exc:  # zarr raises several types for unreadable metadata
         _release_lock(lock)
+        _raise_remote(p, exc, f"cannot open the {what}")
         raise StoreError(f"{p}: cannot open as a Zarr store ({exc})") from None
     meta = group.attrs.get("nowcast")
     kind = "observation store" if what == "store" else what
@@ -684,13 +926,33 @@ def _open_group(p: Path, mode: str, fmt: str, version: int, what: str) -> tuple[
 
 def _committed(group: zarr.Group, name: str) -> np.ndarray:
     """The committed prefix of a time axis: entries up to the first fill value."""
-    t = np.asarray(_arr(group, name)[:], dtype=np.int64)
+    try:
+        t = np.asarray(_arr(group, name)[:], dtype=np.int64)
+    except Exception as exc:
+        _raise_remote(_url(group), exc, f"cannot read {name}")
+        raise
     bad = np.nonzero(t == TIME_FILL)[0]
     return t[: bad[0]] if len(bad) else t
 
 
+def _url(group: zarr.Group) -> Location:
+    """The location of a group's store, for messages (a URL, or a local folder)."""
+    store = group.store
+    if isinstance(store, LocalStore):
+        return Path(store.root)
+    protocol = getattr(getattr(store, "fs", None), "protocol", "remote")
+    scheme = protocol[0] if isinstance(protocol, (tuple, list)) else protocol
+    return f"{scheme}://{getattr(store, 'path', '')}"
+
+
 def _arr(group: zarr.Group, name: str) -> zarr.Array[Any]:
-    node = group[name]
+    try:
+        node = group[name]
+    except KeyError:
+        raise
+    except Exception as exc:
+        _raise_remote(_url(group), exc, f"cannot read {name}")
+        raise
     if not isinstance(node, zarr.Array):
         raise StoreError(f"{name!r} in the store is not an array")
     return node
@@ -732,11 +994,15 @@ def _array(
     return arr
 
 
-def _consolidate(path: Path) -> None:
+def _consolidate(path: Location) -> None:
     """Write consolidated metadata for xarray (zarr warns that v3 has no spec for it yet)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
-        zarr.consolidate_metadata(LocalStore(path))
+        try:
+            zarr.consolidate_metadata(zarr_store(path, read_only=False))
+        except Exception as exc:
+            _raise_remote(path, exc, "cannot write the consolidated metadata")
+            raise
 
 
 def lock_path(path: Path) -> Path:
@@ -757,8 +1023,12 @@ def _acquire_lock(path: Path) -> Any:
     return fh
 
 
+class _NoLock:
+    """A URL's writer: object storage has no file locks (see the module docstring)."""
+
+
 def _release_lock(fh: Any) -> None:
-    if fh is not None:
+    if fh is not None and not isinstance(fh, _NoLock):
         with contextlib.suppress(OSError):
             fcntl.flock(fh, fcntl.LOCK_UN)
         fh.close()
@@ -783,10 +1053,10 @@ def list_stores(root: Path | None = None) -> list[Path]:
     )
 
 
-def resolve_store(path: str | Path | None) -> Path:
-    """The store a command should use: the given path, or the only store in ./nowcast-data."""
+def resolve_store(path: str | Path | None) -> Location:
+    """The store a command should use: the given path or URL, or the only one in ./nowcast-data."""
     if path is not None:
-        return Path(path)
+        return location(path)
     stores = list_stores()
     if not stores:
         raise StoreError(
@@ -833,7 +1103,7 @@ class ForecastStore:
     first, ``issue_time`` last (the commit). Use `create` or `open`.
     """
 
-    def __init__(self, path: Path, group: zarr.Group, lock: Any = None) -> None:
+    def __init__(self, path: Location, group: zarr.Group, lock: Any = None) -> None:
         self.path = path
         self.group = group
         self._lock = lock
@@ -879,7 +1149,7 @@ class ForecastStore:
             If the path exists and is not empty, the copy `size` does not exist, or the leads
             are not strictly increasing multiples of the interval.
         """
-        p = Path(path)
+        p = location(path)
         leads = np.asarray(lead_minutes, dtype=np.int64).reshape(-1)
         interval_s = observations.interval_s
         if len(leads) == 0 or np.any(np.diff(leads) <= 0):
@@ -894,17 +1164,11 @@ class ForecastStore:
         else:
             observations._coarse(size)  # raises StoreError naming the copies that exist
             rows = cols = int(size)
-        if p.exists() and (not p.is_dir() or any(p.iterdir())):
-            raise StoreError(f"{p}: exists and is not an empty directory")
-        try:
-            p.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"{p}: cannot create store ({exc.strerror or exc})") from None
         sample_bytes = len(leads) * rows * cols
         cs = chunk_samples or max(1, round(FORECAST_CHUNK_BYTES / sample_bytes))
-        lock = _acquire_lock(p)
+        lock = _prepare_new(p)
         try:
-            group = zarr.open_group(LocalStore(p), mode="w", zarr_format=3)
+            group = _new_group(p)
             _array(
                 group,
                 "forecast",
@@ -951,8 +1215,12 @@ class ForecastStore:
                     },
                     **(attrs or {}),
                     "observations": {
-                        "path": str(observations.path.resolve()),
-                        "relative_path": os.path.relpath(observations.path.resolve(), p.resolve()),
+                        "path": str(resolved(observations.path)),
+                        "relative_path": (
+                            os.path.relpath(observations.path.resolve(), p.resolve())
+                            if isinstance(observations.path, Path) and isinstance(p, Path)
+                            else None
+                        ),
                         "size": size,
                         "shape": [rows, cols],
                         "grid": obs_attrs.get("grid", {}),
@@ -965,15 +1233,16 @@ class ForecastStore:
                 }
             )
             _consolidate(p)
-        except BaseException:
+        except BaseException as exc:
             _release_lock(lock)
+            _raise_remote(p, exc, "cannot create the forecast store")
             raise
         return cls(p, group, lock)
 
     @classmethod
     def open(cls, path: str | Path, mode: str = "r") -> ForecastStore:
         """Open an existing forecast store ("r" to read, "a" to append under a lock)."""
-        p = Path(path)
+        p = location(path)
         group, lock = _open_group(
             p, mode, FORECAST_FORMAT, FORECAST_FORMAT_VERSION, "forecast store"
         )
@@ -1034,7 +1303,7 @@ class ForecastStore:
         zr = self.attrs["zr"]
         return float(zr["a"]), float(zr["b"])
 
-    def observation_path(self) -> Path:
+    def observation_path(self) -> Location:
         """The observation store: its recorded path relative to this store, else absolute.
 
         Raises
@@ -1043,14 +1312,14 @@ class ForecastStore:
             If neither exists.
         """
         obs = self.observations
-        candidates = []
-        if obs.get("relative_path"):
-            candidates.append(self.path / obs["relative_path"])
+        candidates: list[Location] = []
+        if obs.get("relative_path") and isinstance(self.path, Path):
+            candidates.append(Path(os.path.normpath(self.path / obs["relative_path"])))
         if obs.get("path"):
-            candidates.append(Path(obs["path"]))
+            candidates.append(location(obs["path"]))
         for c in candidates:
-            if (c / "zarr.json").is_file():
-                return Path(os.path.normpath(c))
+            if _exists(c, "zarr.json"):
+                return c
         shown = obs.get("path", "?")
         raise StoreError(
             f"{self.path}: its observation store {shown} is gone; pass it with --store"
@@ -1105,8 +1374,12 @@ class ForecastStore:
                 with zarr.config.set({"array.write_empty_chunks": True}):
                     self._writable[name] = _arr(self.group, name)
             arr = self._writable[name]
-            arr.resize((n + k, *arr.shape[1:]))
-            arr[n : n + k] = data
+            try:
+                arr.resize((n + k, *arr.shape[1:]))
+                arr[n : n + k] = data
+            except Exception as exc:
+                _raise_remote(self.path, exc, f"cannot write samples {n}:{n + k}")
+                raise
         self._issue = None
 
 
@@ -1126,7 +1399,7 @@ def list_forecasts(root: Path | None = None) -> list[Path]:
     return sorted(found, key=written)
 
 
-def resolve_forecasts(path: str | Path | None) -> Path:
+def resolve_forecasts(path: str | Path | None) -> Location:
     """The forecast store to verify: the given store or run folder, else the newest in ./runs.
 
     `path` may be a forecast store or a run folder holding ``forecasts.zarr``; None picks the
@@ -1145,11 +1418,11 @@ def resolve_forecasts(path: str | Path | None) -> Path:
                 "`nowcast predict` (e.g. `nowcast predict --model persistence`)"
             )
         return found[-1]
-    p = Path(path)
-    if (p / FORECASTS_NAME / "zarr.json").is_file():
-        return p / FORECASTS_NAME
-    if (p / "zarr.json").is_file():
+    p = location(path)
+    if _exists(child(p, FORECASTS_NAME), "zarr.json"):
+        return child(p, FORECASTS_NAME)
+    if _exists(p, "zarr.json"):
         return p
-    if p.is_dir():
+    if isinstance(p, Path) and p.is_dir():
         raise StoreError(f"{p}: neither a forecast store nor a run folder with {FORECASTS_NAME}")
     raise StoreError(f"{p}: no such forecast store or run folder")

@@ -155,5 +155,5 @@ def _forecast_test(cfg: TrainConfig, result: RunResult, progress: Progress | Non
         progress({"event": "predict", "run": str(result.run_dir)})
     # a resumed run replaces the forecasts of its earlier checkpoint
     out = forecast(PredictConfig(run=str(result.run_dir), device=cfg.device, overwrite=True))
-    result.forecasts = out.forecasts
+    result.forecasts = Path(out.forecasts)  # the run folder's own, always local
     return result

@@ -39,7 +39,15 @@ from nowcast_cli.metrics import bootstrap as boot
 from nowcast_cli.metrics import categorical, continuous
 from nowcast_cli.metrics.categorical import Contingency
 from nowcast_cli.metrics.continuous import Continuous
-from nowcast_cli.store import ForecastStore, Store, iso, resolve_forecasts
+from nowcast_cli.store import (
+    ForecastStore,
+    Location,
+    Store,
+    is_url,
+    iso,
+    location,
+    resolve_forecasts,
+)
 
 Progress = Callable[[str, int, int], None]
 
@@ -326,7 +334,7 @@ def _open_target(
         raise ConfigError(f"unknown --frames {frames!r}; valid: {', '.join(FRAMES)}")
     fpath = resolve_forecasts(forecasts)
     fstore = ForecastStore.open(fpath)
-    opath = Path(observations) if observations is not None else fstore.observation_path()
+    opath = location(observations) if observations is not None else fstore.observation_path()
     obs = Store.open(opath)
     ref = fstore.observations
     size = ref.get("size")
@@ -407,7 +415,7 @@ def _match(issue: np.ndarray, lead_minutes: np.ndarray, obs_times: np.ndarray) -
     return np.where(obs_times[pos] == vt, pos, -1).astype(np.int64)
 
 
-def _no_match_message(fpath: Path, obs: Store, issue: np.ndarray, lm: np.ndarray) -> str:
+def _no_match_message(fpath: Location, obs: Store, issue: np.ndarray, lm: np.ndarray) -> str:
     t = obs.times
     have = f"{iso(t[0])} → {iso(t[-1])}" if len(t) else "no frames"
     want = f"{iso(issue[0] + 60 * lm[0])} → {iso(issue[-1] + 60 * lm[-1])}"
@@ -873,12 +881,19 @@ def _pool(accs: Sequence[_Accumulators]) -> _Accumulators:
 def write_scores(result: Verification, folder: str | Path | None = None) -> tuple[Path, Path]:
     """Write ``scores.csv`` and ``scores.json`` (atomically) beside the forecasts.
 
+    Forecasts at a URL have no local folder: their scores go to the working directory.
+
     Returns
     -------
     (Path, Path)
         The CSV and JSON paths.
     """
-    d = Path(folder) if folder is not None else Path(result.forecasts).parent
+    if folder is not None:
+        d = Path(folder)
+    elif is_url(location(result.forecasts)):
+        d = Path.cwd()
+    else:
+        d = Path(result.forecasts).parent
     csv_path, json_path = d / "scores.csv", d / "scores.json"
     columns = ["lead", "lead_minutes", "threshold", "metric", "value"]
     _atomic_write(csv_path, lambda fh: _write_csv(fh, columns, result.rows()))
