@@ -717,18 +717,50 @@ class FrameReader:
             out_v[sel] = self._chunk(1, int(c))[local]
         return out_f, out_v
 
+    def prefetch(self, indices: np.ndarray) -> None:
+        """Load the chunks that frame `indices` need and the cache lacks, all at once.
+
+        From a URL each chunk is a request whose latency dominates: fetching a batch's
+        chunks concurrently costs about one round trip instead of one per chunk. A local
+        store decodes on demand (`read`), so this does nothing there.
+        """
+        if isinstance(self.root, Path):
+            return
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        chunks = [int(c) for c in np.unique(idx[idx >= 0] // self.chunk_t)]
+        todo = [(w, c) for c in chunks for w in (0, 1) if (w, c) not in self._cache]
+        if not todo:
+            return
+        if sum(self._chunk_bytes(w) for w, _ in todo) > self.cache_bytes:
+            return  # they would evict each other before use: read them one by one
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(len(todo), 16)) as pool:
+            decoded = list(pool.map(lambda job: self._decode(*job), todo))
+        for key, chunk in zip(todo, decoded, strict=True):
+            self._store(key, chunk)
+
+    def _chunk_bytes(self, which: int) -> int:
+        return int(self.chunk_t * np.prod(self.shape) * self.arrays[which].dtype.itemsize)
+
+    def _store(self, key: tuple[int, int], chunk: np.ndarray) -> None:
+        """Cache a decoded chunk as the most recently used, evicting the least."""
+        self._held += chunk.nbytes
+        while self._cache and self._held > self.cache_bytes:
+            self._held -= self._cache.pop(next(iter(self._cache))).nbytes
+        if chunk.nbytes <= self.cache_bytes:
+            self._cache[key] = chunk
+        else:
+            self._held -= chunk.nbytes
+
     def _chunk(self, which: int, c: int) -> np.ndarray:
         key = (which, c)
         hit = self._cache.pop(key, None)
         if hit is None:
             hit = self._decode(which, c)
-            self._held += hit.nbytes
-            while self._cache and self._held > self.cache_bytes:
-                self._held -= self._cache.pop(next(iter(self._cache))).nbytes
-        if hit.nbytes <= self.cache_bytes:
-            self._cache[key] = hit  # (re)insert as most recently used
         else:
             self._held -= hit.nbytes
+        self._store(key, hit)  # (re)insert as most recently used
         return hit
 
     def _decode(self, which: int, c: int) -> np.ndarray:

@@ -282,3 +282,62 @@ def test_a_missing_cloud_extra_names_it(in_tmp: Path, monkeypatch: pytest.Monkey
     assert len(out.splitlines()) == 1, out
     assert "pip install 'nowcast[cloud]'" in out, out
     assert os.environ.get("AWS_SECRET_ACCESS_KEY", "\0") not in out
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_two_nodes_under_torchrun_from_s3_equal_one_process(
+    s3: S3Server, in_tmp: Path, request: pytest.FixtureRequest
+) -> None:
+    """`torchrun --nnodes 2 --nproc-per-node 1` twice (two nodes on this machine, rendezvous
+    on localhost), both training from the S3 store, equals one process on the same global
+    batch within the DDP test's tolerance; node 1 runs in another folder (it writes nothing)."""
+    import subprocess
+    import sys
+
+    from nowcast_cli.train import configure, fit
+    from tests.synthetic_store import make_store, regular_times
+
+    url = _url(request, "syn.zarr")
+    make_store(url, regular_times("2020-01-01T06:00", 80), size=8)
+    opts = {"model": "convlstm", "loss": "ff-mse", "layers": 1, "hidden": 4, "size": 8}
+    opts |= {"in_frames": 3, "out_frames": 3, "batch": 4, "stride": 4, "epochs": 1}
+    opts |= {"max_steps": 3, "conv": "direct", "store": url}
+    one = fit(configure({**opts, "run": str(in_tmp / "one")}))
+
+    import tomli_w
+
+    # every option in a file: torchrun's own parser would take `--run` for its `--run-path`
+    (in_tmp / "two.toml").write_text(tomli_w.dumps({**opts, "run": "two"}))
+    port = _free_port()
+    env = {**os.environ, **s3.env(), "FSSPEC_S3": json.dumps(FAST), "OMP_NUM_THREADS": "1"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    procs = []
+    for node in (0, 1):
+        cwd = in_tmp / f"node{node}"
+        cwd.mkdir()
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2"]
+        cmd += ["--nproc-per-node", "1", "--rdzv-backend", "c10d", "--rdzv-id", "nowcast"]
+        cmd += ["--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-conf", f"is_host={1 - node}"]
+        cmd += ["-m", "nowcast_cli", "train", "--config", str(in_tmp / "two.toml"), "--quiet"]
+        procs.append(subprocess.Popen(cmd, cwd=cwd, env=env, stderr=subprocess.PIPE, text=True))
+    errs = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errs
+    two = in_tmp / "node0" / "two"
+    assert not (in_tmp / "node1" / "two").exists()  # rank 1 writes no run folder
+    a = read_checkpoint(one.run_dir / "last.pt")
+    b = read_checkpoint(two / "last.pt")
+    assert a["step"] == b["step"] == 3
+    for k in a["model_state"]:
+        assert torch.allclose(a["model_state"][k], b["model_state"][k], rtol=1e-5, atol=1e-6), k
+    cfg = (two / "config.toml").read_text()
+    assert "world_size = 2" in cfg
+    assert url in cfg
+    assert s3.secret not in cfg
