@@ -69,6 +69,10 @@ Location = Path | str
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+)://")
 _READ_ONLY_SCHEMES = ("http", "https")
 CLOUD_EXTRA = "pip install 'nowcast[cloud]'"
+#: s3fs asks for an object's size (a HEAD request) before every whole-object read, to split
+#: large objects into concurrent ranges; chunks are far smaller than its 50 MB block, so that
+#: only doubled the requests. Everything else comes from the environment and fsspec's config.
+_STORAGE_OPTIONS: dict[str, dict[str, Any]] = {"s3": {"max_concurrency": 1}}
 
 
 def location(path: str | Path) -> Location:
@@ -143,7 +147,9 @@ def zarr_store(loc: Location, read_only: bool = True) -> Any:
     try:
         from zarr.storage import FsspecStore
 
-        return FsspecStore.from_url(loc, read_only=read_only)
+        return FsspecStore.from_url(
+            loc, read_only=read_only, storage_options=_STORAGE_OPTIONS.get(scheme)
+        )
     except ImportError as exc:
         raise MissingDependencyError(
             f"{loc}: {scheme}:// stores need the cloud extra: {CLOUD_EXTRA} ({exc})"
@@ -697,6 +703,7 @@ class FrameReader:
         self.cache_bytes = max(0, int(cache_bytes))
         self._cache: dict[tuple[int, int], np.ndarray] = {}  # insertion order = LRU order
         self._held = 0
+        self._pool: Any = None  # the threads that fetch a batch's chunks from a URL
 
     def read(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Frames (k, rows, cols) uint8 and valid (k, rows, cols) bool of frame `indices`.
@@ -733,10 +740,11 @@ class FrameReader:
             return
         if sum(self._chunk_bytes(w) for w, _ in todo) > self.cache_bytes:
             return  # they would evict each other before use: read them one by one
-        from concurrent.futures import ThreadPoolExecutor
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(max_workers=min(len(todo), 16)) as pool:
-            decoded = list(pool.map(lambda job: self._decode(*job), todo))
+            self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="nowcast-fetch")
+        decoded = list(self._pool.map(lambda job: self._decode(*job), todo))
         for key, chunk in zip(todo, decoded, strict=True):
             self._store(key, chunk)
 
