@@ -152,12 +152,30 @@ def find_windows(
     t = np.asarray(times, dtype=np.int64)
     if interval_s <= 0:
         raise StoreError("the store has no product interval (interval_seconds)")
+    n = len(t)
+    # the fast path: a window whose frames follow each other at exactly Δ is those frames
+    # (each slot's nearest frame is at distance 0); only windows over a gap, an irregular
+    # step or the end of the archive need the search (`_search_windows`)
+    regular = np.zeros(n, dtype=bool)
+    if n >= length:
+        steps = np.concatenate([[0], np.cumsum(np.diff(t) == interval_s)])
+        m = n - length + 1
+        regular[:m] = steps[length - 1 : length - 1 + m] - steps[:m] == length - 1
+    frames = np.empty((n, length), dtype=np.int64)
+    frames[regular] = np.nonzero(regular)[0][:, None] + np.arange(length, dtype=np.int64)
+    odd = np.nonzero(~regular)[0]
+    frames[odd] = _search_windows(t, t[odd], interval_s, length)
+    keep = (frames < 0).sum(1) <= max_missing
+    return frames[keep], t[keep]
+
+
+def _search_windows(t: np.ndarray, anchors: np.ndarray, interval_s: int, length: int) -> np.ndarray:
+    """The frame of each slot of windows anchored at `anchors`: nearest within Δ/2, else -1."""
     half = interval_s / 2
-    out_f, out_s = [], []
+    out = [np.zeros((0, length), np.int64)]
     offsets = interval_s * np.arange(length, dtype=np.int64)
-    for b0 in range(0, len(t), _BLOCK):
-        anchors = t[b0 : b0 + _BLOCK]
-        want = anchors[:, None] + offsets[None, :]  # (k, L) slot times
+    for b0 in range(0, len(anchors), _BLOCK):
+        want = anchors[b0 : b0 + _BLOCK, None] + offsets[None, :]  # (k, L) slot times
         right = np.searchsorted(t, want, side="left")  # first frame at or after the slot
         left = right - 1
         t_r = t[np.minimum(right, len(t) - 1)]
@@ -172,12 +190,8 @@ def find_windows(
         repeat = np.zeros_like(idx, dtype=bool)
         repeat[:, 1:] = (idx[:, 1:] == idx[:, :-1]) & (idx[:, 1:] >= 0)
         idx[repeat] = -1
-        keep = (idx < 0).sum(1) <= max_missing
-        out_f.append(idx[keep])
-        out_s.append(anchors[keep])
-    if not out_f:
-        return np.zeros((0, length), np.int64), np.zeros(0, np.int64)
-    return np.concatenate(out_f), np.concatenate(out_s)
+        out.append(idx)
+    return np.concatenate(out)
 
 
 def _local_days(seconds: np.ndarray, tz: str | None) -> np.ndarray:

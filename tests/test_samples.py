@@ -244,3 +244,33 @@ def test_blocks_share_no_frame_with_irregular_steps(tmp_path: Path) -> None:
     assert not used["train"] & used["valid"]
     assert not used["valid"] & used["test"]
     assert not used["train"] & used["test"]
+
+
+def _windows_by_hand(t: list[int], interval: int, length: int, max_missing: int):
+    """Every window by a direct loop: each slot's nearest frame within Δ/2 (earlier on a tie),
+    a frame serving the previous slot again counts as missing."""
+    rows, starts = [], []
+    for a in t:
+        row = []
+        for k in range(length):
+            want = a + k * interval
+            best = min(range(len(t)), key=lambda j: (abs(t[j] - want), t[j]))
+            j = best if abs(t[best] - want) <= interval / 2 else -1
+            row.append(-1 if row and j >= 0 and row[-1] == j else j)
+        if sum(v < 0 for v in row) <= max_missing:
+            rows.append(row)
+            starts.append(a)
+    return rows, starts
+
+
+def test_find_windows_fast_path_matches_a_direct_loop() -> None:
+    # regular runs take the fast path, gaps, irregular steps and the archive's end the search
+    rng = np.random.default_rng(7)
+    for _ in range(40):
+        steps = rng.choice([300] * 6 + [240, 360, 600, 1500], size=int(rng.integers(0, 60)))
+        t = np.cumsum(steps).astype(np.int64)
+        length, max_missing = int(rng.integers(1, 7)), int(rng.integers(0, 3))
+        frames, start = find_windows(t, 300, length, max_missing)
+        rows, starts = _windows_by_hand(t.tolist(), 300, length, max_missing)
+        assert frames.tolist() == rows
+        assert start.tolist() == starts
