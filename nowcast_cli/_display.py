@@ -334,11 +334,12 @@ def show_verification(r: Any, per_lead: bool) -> None:
     con.print(
         f"{r.forecasts} ({what or 'forecasts'}) against {r.observations} ({grid}): "
         f"{r.samples} samples, {r.frames_scored} frames scored"
-        + (f", {r.frames_missing} without observation" if r.frames_missing else "")
         + f"; leads {', '.join(str(m) for m in r.lead_minutes)} min",
         markup=False,
         highlight=False,
     )
+    if r.unobserved is not None and r.unobserved.missing:
+        con.print(r.unobserved.describe(), markup=False, highlight=False)
     cats = [m for m in categorical.NAMES if m in r.mean]
     conts = [m for m in continuous.NAMES if m in r.mean]
     boot = (
@@ -409,6 +410,8 @@ def show_comparison(c: Any, per_lead: bool) -> None:
         markup=False,
         highlight=False,
     )
+    if c.unobserved is not None and c.unobserved.missing:
+        con.print(c.unobserved.describe(), markup=False, highlight=False)
 
     def cell(m: str, *index: int) -> str:
         d = c.diff[m][index] if index else c.diff[m]

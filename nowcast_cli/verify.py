@@ -8,7 +8,8 @@ chunk, a reader thread decodes the next.
 
 Conventions: thresholds in mm/h become pixels through the observation store's Z–R (rain ≥ τ
 ⇔ P ≥ P(τ)); pixels invalid in the observations are left out; forecast frames without an
-observation (a gap in the store, or beyond its end) are not scored. ``frames="forecast"``
+observation (a gap in the store, or beyond its end) are not scored, and counted
+(`Unobserved`, in the report and ``scores.json``). ``frames="forecast"``
 scores the leads > 0; ``"all"`` also the reconstructions of observed frames (leads ≤ 0), as
 the paper's tables do (its 19 output frames). The table value of a score is the mean of its
 per-lead values (NaN if any lead is undefined), as in the authors' evaluation code.
@@ -80,6 +81,89 @@ def parse_thresholds(text: str | list[float] | tuple[float, ...]) -> tuple[float
     return tuple(values)
 
 
+@dataclass(frozen=True)
+class Unobserved:
+    """Forecast frames (issue time, lead) without an observation: skipped, counted here.
+
+    Attributes
+    ----------
+    total : int
+        Forecast frames at the scored leads (samples × leads).
+    missing : int
+        Of those, frames whose valid time has no frame in the observation store.
+    after_end, before_start, in_gaps : int
+        Where their valid times fall: after the store's last frame (the archive ends),
+        before its first, or between two stored frames (a gap).
+    per_lead : list of int
+        Missing frames at each scored lead.
+    last_observed : int or None
+        Time of the store's last frame (s UTC).
+    """
+
+    total: int
+    missing: int
+    after_end: int
+    before_start: int
+    in_gaps: int
+    per_lead: list[int]
+    last_observed: int | None
+
+    @classmethod
+    def count(
+        cls, match: np.ndarray, issue: np.ndarray, lead_minutes: np.ndarray, obs_times: np.ndarray
+    ) -> Unobserved:
+        """Count the unmatched entries of `match` (S, L) (−1: no observation)."""
+        miss = match < 0
+        vt = issue[:, None] + 60 * lead_minutes[None, :]
+        last = int(obs_times[-1]) if len(obs_times) else None
+        first = int(obs_times[0]) if len(obs_times) else None
+        after = int(np.sum(miss & (vt > last))) if last is not None else int(miss.sum())
+        before = int(np.sum(miss & (vt < first))) if first is not None else 0
+        return cls(
+            total=int(miss.size),
+            missing=int(miss.sum()),
+            after_end=after,
+            before_start=before,
+            in_gaps=int(miss.sum()) - after - before,
+            per_lead=[int(x) for x in miss.sum(axis=0)],
+            last_observed=last,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form (``scores.json``)."""
+        return {
+            "frames": self.total,
+            "without_observation": self.missing,
+            "after_store_end": self.after_end,
+            "before_store_start": self.before_start,
+            "in_store_gaps": self.in_gaps,
+            "per_lead": self.per_lead,
+            "store_last_frame": iso(self.last_observed) if self.last_observed is not None else None,
+        }
+
+    def describe(self) -> str:
+        """One sentence for the report, e.g. "312 of 3,360 forecast frames have no …"."""
+        where = [
+            f"{n:,} {what}"
+            for n, what in (
+                (
+                    self.after_end,
+                    f"valid after its last frame, {iso(self.last_observed)} UTC"
+                    if self.last_observed is not None
+                    else "with no frame stored",
+                ),
+                (self.before_start, "valid before its first frame"),
+                (self.in_gaps, "valid in its gaps"),
+            )
+            if n
+        ]
+        return (
+            f"{self.missing:,} of {self.total:,} forecast frames have no observation in the "
+            f"store ({'; '.join(where)}): they are not scored, and every score is over the "
+            f"{self.total - self.missing:,} observed"
+        )
+
+
 @dataclass
 class Verification:
     """Scores of one forecast store (what `evaluate` returns).
@@ -111,6 +195,7 @@ class Verification:
     frames_missing: int
     blocks: int
     seconds: float
+    unobserved: Unobserved | None = None
     bootstrap: int = 0
     block_hours: float = 24.0
     seed: int = 0
@@ -142,8 +227,10 @@ class Verification:
             "leads": self.leads.tolist(),
             "lead_minutes": self.lead_minutes.tolist(),
             "samples": self.samples,
+            "forecast_frames": self.frames_scored + self.frames_missing,
             "frames_scored": self.frames_scored,
             "frames_missing_observations": self.frames_missing,
+            "unobserved": self.unobserved.as_dict() if self.unobserved is not None else None,
             "mean_over_leads": {k: _json(v) for k, v in self.mean.items()},
             "per_lead": {k: _json(v) for k, v in self.per_lead.items()},
             "bootstrap": (
@@ -192,6 +279,7 @@ class Comparison:
     lead_diff: dict[str, np.ndarray]
     lead_diff_interval: dict[str, tuple[np.ndarray, np.ndarray]]
     seconds: float
+    unobserved: Unobserved | None = None
     pairs: int = 1  # runs per side, paired by position (e.g. seeds)
     per_pair: list[dict[str, Any]] = field(default_factory=list)
     # each side's own scores per lead, and 95% intervals (same replicates as the difference)
@@ -229,6 +317,7 @@ class Comparison:
             "leads": self.leads.tolist(),
             "lead_minutes": self.lead_minutes.tolist(),
             "shared_issue_times": self.shared,
+            "unobserved": self.unobserved.as_dict() if self.unobserved is not None else None,
             "bootstrap": {
                 "replicates": self.bootstrap,
                 "block_hours": self.block_hours,
@@ -685,6 +774,7 @@ def evaluate(
         frames_missing=int(np.sum(match < 0)),
         blocks=n_blocks,
         seconds=0.0,
+        unobserved=Unobserved.count(match, issue, target.lead_minutes, target.obs.times),
         bootstrap=bootstrap,
         block_hours=block_hours,
         seed=seed,
@@ -842,6 +932,7 @@ def compare(
         lead_diff={k: per_a[k] - per_b[k] for k in per_a},
         lead_diff_interval={k: boot.interval(rep_pa[k] - rep_pb[k]) for k in rep_pa},
         seconds=time.perf_counter() - t0,
+        unobserved=Unobserved.count(match, issue, ta.lead_minutes, ta.obs.times),
         pairs=pairs,
         per_pair=per_pair,
         lead_a=per_a,

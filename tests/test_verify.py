@@ -232,6 +232,81 @@ def test_no_matching_observations(project: Path) -> None:
     assert "2020-01-11" in line
 
 
+def _overrunning_persistence(path: Path, obs, leads: int = 5) -> ForecastStore:
+    """Persistence from every frame with 3 before it, also where later leads are unobserved
+    (late in a day's run: the next day's gap, and the store's end); one sample per chunk."""
+    frames, _ = obs.read(0, len(obs), 16)
+    t = obs.times
+    with ForecastStore.create(
+        path,
+        observations=obs,
+        size=16,
+        lead_minutes=5 * np.arange(1, leads + 1),
+        chunk_samples=1,
+    ) as fs:
+        for i in range(3, len(t)):
+            if t[i] - t[i - 3] == 900:
+                fs.append([t[i]], np.repeat(frames[i][None, None], leads, axis=1))
+    return ForecastStore.open(path)
+
+
+def test_unobserved_leads_are_skipped_counted_and_reported(
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The archive ends (and pauses overnight) before the last issue times' leads: no crash,
+    the (issue time, lead) pairs without observation are counted, scores use the others."""
+    obs = make_observations(in_tmp / "nowcast-data" / "obs.zarr", days=2, per_day=14)
+    fs = _overrunning_persistence(in_tmp / "runs" / "p" / "forecasts.zarr", obs)
+    # one sample per batch: the batches of the last issue times have no observed frame at all
+    monkeypatch.setattr(verify, "BATCH_BYTES", 1)
+    r = verify.evaluate("runs/p", thresholds=(0.5, 5.0))
+    seen = np.isin(fs.issue_times[:, None] + 60 * fs.lead_minutes[None, :], obs.times)
+    assert r.frames_missing == int((~seen).sum()) == 2 * (1 + 2 + 3 + 4 + 5)
+    assert r.frames_scored == int(seen.sum())
+    u = r.unobserved
+    assert u is not None
+    assert (u.total, u.missing, u.after_end, u.in_gaps, u.before_start) == (
+        seen.size,
+        30,
+        15,
+        15,
+        0,
+    )
+    assert u.per_lead == (~seen).sum(axis=0).tolist() == [2, 4, 6, 8, 10]
+    for k, t in enumerate((0.5, 5.0)):
+        want = direct_csi(obs, fs, t, 16)
+        assert r.per_lead["csi"][:, k] == pytest.approx(want)
+    assert np.all(np.isfinite(r.per_lead["mse"]))
+    # what the user sees: a sentence with the counts, and the same in scores.json
+    result = runner.invoke(app, ["verify", "runs/p"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.split())
+    assert f"30 of {seen.size} forecast frames have no observation in the store" in text
+    assert "15 valid after its last frame, 2020-01-02 01:05 UTC; 15 valid in its gaps" in text
+    data = json.loads((in_tmp / "runs" / "p" / "scores.json").read_text())
+    assert data["forecast_frames"] == seen.size
+    assert data["frames_missing_observations"] == 30
+    assert data["unobserved"]["after_store_end"] == 15
+    assert data["unobserved"]["in_store_gaps"] == 15
+    assert data["unobserved"]["per_lead"] == [2, 4, 6, 8, 10]
+
+
+def test_no_observed_forecast_frame_is_one_error_line(in_tmp: Path) -> None:
+    """Forecasts issued at the store's last frame only: nothing to score."""
+    obs = make_observations(in_tmp / "nowcast-data" / "obs.zarr", days=1, per_day=14)
+    frames, _ = obs.read(0, len(obs), 16)
+    with ForecastStore.create(
+        in_tmp / "runs" / "late" / "forecasts.zarr",
+        observations=obs,
+        size=16,
+        lead_minutes=[5, 10],
+    ) as fs:
+        fs.append([obs.times[-1]], np.repeat(frames[-1][None, None], 2, axis=1))
+    line = _error(runner.invoke(app, ["verify", "runs/late"]))
+    assert "no forecast frame has a matching observation" in line
+    assert "observations 2020-01-01 00:00 → 2020-01-01 01:05" in line
+
+
 def test_compare_without_shared_issue_times(project: Path) -> None:
     obs = verify.Store.open(project / "nowcast-data" / "obs.zarr")
     with ForecastStore.create(

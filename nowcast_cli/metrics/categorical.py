@@ -133,8 +133,8 @@ class Contingency:
             int (S,): the issue-time block of each sample.
         """
         s_n, l_n = index.shape
-        if s_n == 0:
-            return
+        if s_n == 0 or obs.shape[0] == 0 or not np.any(np.asarray(index) >= 0):
+            return  # nothing observed: no pixel counts anywhere
         k_all = len(self.pixels)
         live = self.pixels <= 255  # thresholds above the largest pixel never have events
         k = int(live.sum())

@@ -176,8 +176,8 @@ class Continuous:
         block: np.ndarray,
     ) -> None:
         """Add a chunk of forecasts (inputs as in `Contingency.accumulate`)."""
-        if len(index) == 0:
-            return
+        if len(index) == 0 or obs.shape[0] == 0 or not np.any(np.asarray(index) >= 0):
+            return  # nothing observed: no frame has a value
         values = frame_scores(frame_sums(fcst, obs, valid, index, self.weights, self.with_ssim))
         seen = np.isfinite(values) & (np.asarray(index) >= 0)[..., None]
         b = np.asarray(block, dtype=np.int64)
