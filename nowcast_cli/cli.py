@@ -204,6 +204,18 @@ def ingest(
         show.show_ingest(report)
     if strict and report.failed:
         raise _fail(f"{len(report.failed)} file(s) failed (--strict)")
+    if report.failed and not report.written:
+        first = report.failed[0]
+        more = f" and {len(report.failed) - 1} more" if len(report.failed) > 1 else ""
+        kept = (
+            f"{report.store} is unchanged"
+            if report.frames
+            else f"no store was left at {report.store}"
+        )
+        raise _fail(
+            f"nothing written: {first.name}: {first.reason}{more} ({kept}; is the input "
+            f"{source} data? See `nowcast list sources`)"
+        )
 
 
 # -- train ---------------------------------------------------------------------------------------
@@ -730,7 +742,13 @@ def list_stores_cmd(as_json: JsonOpt = False) -> None:
             info = s.summary()
         info["path"] = str(p.relative_to(cwd)) if p.is_relative_to(cwd) else str(p)
         rows.append({k: info[k] for k in ("path", "product", "frames", "start", "end")})
-    _print_rows(rows, ["path", "product", "frames", "start", "end"], "stores")
+    _print_rows(
+        rows,
+        ["path", "product", "frames", "start", "end"],
+        "stores",
+        empty="no stores in ./nowcast-data: make one with `nowcast ingest SOURCE RAW...` "
+        "(`nowcast list sources` names the sources), or pass --store to a command",
+    )
 
 
 @list_app.command("runs")
@@ -752,12 +770,23 @@ def list_runs_cmd(as_json: JsonOpt = False) -> None:
             }
             for r in rows
         ]
-    _print_rows(rows, ["name", "model", "loss", "steps", "best_valid_loss"], "runs")
+    _print_rows(
+        rows,
+        ["name", "model", "loss", "steps", "best_valid_loss"],
+        "runs",
+        empty="no runs in ./runs: train one with `nowcast train --model MODEL --loss LOSS`, or "
+        "forecast with a baseline: `nowcast predict --model persistence`",
+    )
 
 
-def _print_rows(rows: list[dict[str, Any]], columns: list[str], what: str) -> None:
+def _print_rows(
+    rows: list[dict[str, Any]], columns: list[str], what: str, empty: str | None = None
+) -> None:
     if _State.as_json:
         _print_json(rows)
+        return
+    if not rows and empty is not None:
+        typer.echo(empty)
         return
     from rich.table import Table
 

@@ -9,7 +9,6 @@ All functions are NumPy-vectorized; tables are computed in float64.
 
 from __future__ import annotations
 
-
 import numpy as np
 
 PIXEL_FORMULA = "dBZ = 70 * P / 255 - 10"

@@ -37,7 +37,7 @@ from nowcast_cli.grid import Box, parse_box
 from nowcast_cli.io import READERS, create_reader
 from nowcast_cli.io.base import BadFileError, Failure, FrameInfo, Item, Reader, Scanned
 from nowcast_cli.resample import Coarsener
-from nowcast_cli.store import DEFAULT_DIR, FULL_CHUNK_T, Gap, Store, find_gaps, iso
+from nowcast_cli.store import DEFAULT_DIR, FULL_CHUNK_T, Gap, Store, find_gaps, iso, lock_path
 
 Progress = Callable[[str, int, int], None]
 WRITE_BATCH = 4 * FULL_CHUNK_T  # frames per append: whole chunks, few metadata updates
@@ -147,6 +147,7 @@ def ingest(
     box = parse_box(crop) if crop is not None else None
     out_path = Path(out) if out is not None else default_store_path(reader_cls.name)
     report = IngestReport(store=out_path, source=reader_cls.name)
+    made = _missing_dirs(out_path.parent)
     store = _open_or_check(out_path)
     try:
         if store is not None:
@@ -208,6 +209,7 @@ def ingest(
     finally:
         if store is not None:
             store.close()  # consolidates, also after an error: xarray sees what was committed
+        _remove_if_empty(out_path, report.created, made)
 
 
 def _make_reader(source: str, options: dict[str, Any]) -> Reader:
@@ -250,6 +252,39 @@ def _check_existing(store: Store, reader: Reader, options: dict[str, Any], box: 
                 f"{','.join(map(str, have.as_list()))}; --crop "
                 f"{','.join(map(str, box.as_list()))} differs (use another --out, or drop --crop)"
             )
+
+
+def _missing_dirs(folder: Path) -> list[Path]:
+    """`folder` and those of its parents that do not exist yet (innermost first)."""
+    out = []
+    p = folder.absolute()
+    while not p.exists() and p != p.parent:
+        out.append(p)
+        p = p.parent
+    return out
+
+
+def _remove_if_empty(path: Path, created: bool, made: list[Path]) -> None:
+    """Leave nothing behind a run that wrote no frame.
+
+    Removes the store it created if that holds no frame (every file failed to decode), and the
+    folders it made for it.
+    """
+    import shutil
+
+    if created and path.is_dir():
+        try:
+            empty = len(Store.open(path)) == 0
+        except StoreError:
+            empty = False
+        if empty:
+            shutil.rmtree(path, ignore_errors=True)
+            lock_path(path).unlink(missing_ok=True)
+    for d in made:  # innermost first; stops at the first folder that holds something
+        try:
+            d.rmdir()
+        except OSError:
+            break
 
 
 def _open_or_check(path: Path) -> Store | None:

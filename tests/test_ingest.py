@@ -97,6 +97,18 @@ def test_strict_fails_and_writes_nothing(ry_dir: Path, tmp_path: Path) -> None:
     assert not out.exists()
 
 
+def test_a_store_whose_every_frame_fails_is_not_left_behind(ry_dir: Path, tmp_path: Path) -> None:
+    """Headers that scan (so a store is created) but data that does not decode."""
+    d = _bad_dir(ry_dir, tmp_path)
+    for f in d.iterdir():
+        if f.name not in ("truncated.bin", "header-only.bin"):
+            f.unlink()
+    out = tmp_path / "new" / "deeper" / "s.zarr"
+    report = ingest("dwd", [d], out, workers=1)
+    assert (report.written, len(report.failed)) == (0, 2)
+    assert not (tmp_path / "new").exists()
+
+
 def test_mixed_products_are_an_error(sample_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(DataError, match="mixes products") as exc:
         ingest("dwd", [sample_dir / "dwd"], tmp_path / "s.zarr", workers=1)
