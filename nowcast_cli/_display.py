@@ -59,6 +59,7 @@ class Progress:
                 "write": "writing",
                 "verify": "verifying",
                 "predict": "predicting",
+                "copy": "training copy",
             }.get(phase, phase)
             self._tasks[phase] = self._bar.add_task(label, total=total, rate="")
         task = self._tasks[phase]

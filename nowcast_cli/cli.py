@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -316,9 +317,14 @@ def train(
         options[key] = options.pop(flag)
     options = {k: str(v) if isinstance(v, Path) else v for k, v in options.items()}
     options["resume"] = resume or None
+    from nowcast_cli.store import ensure_copy, resolve_store
     from nowcast_cli.train import configure, fit
 
     cfg = configure(options, config)
+    if cfg.model and cfg.loss and os.environ.get("RANK", "0") == "0":
+        # a missing training copy is made once from the store's full grid, with a bar
+        with show.Progress(enabled=not (_State.quiet or _State.as_json)) as bar:
+            ensure_copy(resolve_store(cfg.data.store), cfg.data.size, progress=bar.update)
     with show.TrainProgress(enabled=not (_State.quiet or _State.as_json)) as bar:
         result = fit(cfg, progress=bar.update)
     if result.rank != 0:

@@ -230,7 +230,7 @@ def _iso(t: int | None) -> str:
 def _plan(cfg: PredictConfig) -> _Job:
     from nowcast_cli.checkpoint import read_checkpoint
     from nowcast_cli.config import DataConfig
-    from nowcast_cli.store import Store, resolve_store
+    from nowcast_cli.store import Store, ensure_copy, resolve_store
 
     run: Path | None = None
     checkpoint: Path | None = None
@@ -254,6 +254,8 @@ def _plan(cfg: PredictConfig) -> _Job:
                 )
     data_opts.update({k: v for k, v in given.items() if v is not None})
     store_path = resolve_store(cfg.store or data_opts.get("store"))
+    if not cfg.native and "size" in data_opts:
+        ensure_copy(store_path, int(data_opts["size"]))  # made once from the full grid
     with Store.open(store_path) as store:
         if "size" not in data_opts:
             data_opts["size"] = store.sizes[0] if len(store.sizes) == 1 else 120

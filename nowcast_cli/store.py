@@ -32,7 +32,7 @@ import fcntl
 import json
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,8 +42,8 @@ import zarr
 from zarr.storage import LocalStore
 
 from nowcast_cli import __version__, encoding
-from nowcast_cli.errors import StoreError
-from nowcast_cli.grid import Box, Grid, centred_square
+from nowcast_cli.errors import ConfigError, StoreError
+from nowcast_cli.grid import NORTH_UP, Box, Grid, centred_square
 
 FORMAT = "nowcast-observations"
 FORMAT_VERSION = 1
@@ -52,6 +52,7 @@ FULL_CHUNK_T = 8
 COARSE_CHUNK_T = 64
 MAX_LOGGED_FAILURES = 500
 DEFAULT_DIR = "nowcast-data"
+CENTRED_RULE = "largest centred square of the grid"
 
 
 @dataclass(frozen=True)
@@ -96,10 +97,13 @@ class Store:
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
-    def open(cls, path: str | Path, mode: str = "r") -> Store:
-        """Open an existing store (``mode`` "r" to read, "a" to append under a lock)."""
+    def open(cls, path: str | Path, mode: str = "r", wait: bool = False) -> Store:
+        """Open an existing store (``mode`` "r" to read, "a" to append under a lock).
+
+        With `wait`, "a" waits for another writer to finish instead of failing.
+        """
         p = Path(path)
-        group, lock = _open_group(p, mode, FORMAT, FORMAT_VERSION, "store")
+        group, lock = _open_group(p, mode, FORMAT, FORMAT_VERSION, "store", wait)
         return cls(p, group, lock)
 
     @classmethod
@@ -195,26 +199,9 @@ class Store:
                     )
                 sa = _array(group, name, a.shape, a.shape, a.dtype.str, 0, ["y", "x"], {})
                 sa[:] = a
+            rule = "chosen at ingest (--crop)" if crop is not None else CENTRED_RULE
             for size in sizes:
-                sub = group.require_group(f"coarse/{size}")
-                sub.attrs.update(
-                    {
-                        "size": size,
-                        "method": "area mean of rain rate; valid if ≥ half the area is valid",
-                        "crop": box.as_list(),
-                        "crop_m": grid.box_extent(box),
-                        "crop_rule": (
-                            "chosen at ingest (--crop)"
-                            if crop is not None
-                            else "largest centred square of the grid"
-                        ),
-                        "crop_note": (
-                            "region of the full grid covered: pixels [x0, y0, x1, y1], row 0 at "
-                            "the top, ends exclusive; crop_m: its projected bounds in metres"
-                        ),
-                    }
-                )
-                _frame_arrays(sub, size, size, COARSE_CHUNK_T)
+                _coarse_group(group, size, box, grid, rule)
             group.attrs.update(
                 {
                     "nowcast": {
@@ -418,6 +405,73 @@ class Store:
         """Refresh the consolidated metadata xarray reads (after a run of appends)."""
         _consolidate(self.path)
         self._dirty = False
+
+    def add_copy(
+        self,
+        size: int,
+        *,
+        workers: int | None = None,
+        progress: Callable[[str, int, int], None] | None = None,
+    ) -> None:
+        """Make the size×size training copy of every committed frame, as ingest makes it.
+
+        The copy is the area mean in rain rate of the full grid (`nowcast_cli.resample`), over
+        the region the store's other copies cover (or the largest centred square), chunk by
+        chunk on `workers` threads. It becomes visible at the end, when `size` joins the
+        store's ``coarse_sizes``: an interrupted build leaves no half copy (the next one starts
+        over), and later ingests maintain the copy like the others.
+
+        Raises
+        ------
+        StoreError
+            If the store is open read-only.
+        ConfigError
+            If `size` does not fit the region.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        from nowcast_cli.resample import Coarsener
+
+        if self._lock is None:
+            raise StoreError(f"{self.path}: opened read-only")
+        if size in self.sizes:
+            return
+        box, rule = None, CENTRED_RULE
+        for other in self.sizes:
+            box = self.crop(other)
+            if box is not None:
+                rule = str(self._coarse(other).attrs.get("crop_rule", "recorded region"))
+                break
+        box = box or centred_square(*self.shape)
+        if box.width < size:
+            raise ConfigError(
+                f"{self.path}: a {size}x{size} training copy cannot be made from its "
+                f"{box.width}x{box.height} region (copies average the full grid, never upsample)"
+            )
+        box.check(self.shape, size)
+        name = f"coarse/{size}"
+        if name in self.group:  # left by an interrupted build: never committed
+            del self.group[name]
+        _coarse_group(self.group, size, box, _grid(self.attrs.get("grid", {}), self.shape), rule)
+        coarsen = Coarsener(self.shape, size, self.zr, box)
+        n = len(self)
+        frames = self._array_for_writing(name + "/frames")
+        valid = self._array_for_writing(name + "/valid")
+        frames.resize((n, size, size))
+        valid.resize((n, size, size))
+        if progress:
+            progress("copy", 0, n)
+        nworkers = max(1, workers or os.cpu_count() or 1)
+        with ThreadPoolExecutor(max_workers=nworkers) as pool:  # the kernels release the GIL
+            for lo, hi in iter_chunks(n, COARSE_CHUNK_T):
+                f, v = self.read(lo, hi)
+                out = list(pool.map(coarsen, f, v))
+                frames[lo:hi] = np.stack([o[0] for o in out])
+                valid[lo:hi] = np.stack([o[1] for o in out])
+                if progress:
+                    progress("copy", hi, n)
+        self.group.attrs["coarse_sizes"] = [*self.sizes, size]  # the commit
+        self.consolidate()
 
     def log_run(self, record: dict[str, Any]) -> None:
         """Append an ingest run record (failures capped) to the ``ingest_log`` attribute."""
@@ -649,7 +703,23 @@ def _read_rows(
     return out
 
 
-def _open_group(p: Path, mode: str, fmt: str, version: int, what: str) -> tuple[zarr.Group, Any]:
+def _grid(attrs: dict[str, Any], shape: tuple[int, int]) -> Grid:
+    """The `Grid` of a store's ``grid`` attribute."""
+    return Grid(
+        str(attrs.get("name", "")),
+        int(attrs.get("rows", shape[0])),
+        int(attrs.get("cols", shape[1])),
+        float(attrs.get("cell_m") or 0.0),
+        str(attrs.get("projection") or ""),
+        attrs.get("x_ll_m"),
+        attrs.get("y_ll_m"),
+        str(attrs.get("orientation") or NORTH_UP),
+    )
+
+
+def _open_group(
+    p: Path, mode: str, fmt: str, version: int, what: str, wait: bool = False
+) -> tuple[zarr.Group, Any]:
     """The Zarr group of a nowcast `what` and its writer lock (mode "a"; else None).
 
     Checks the format and version; `what` is "store" or "forecast store" in messages.
@@ -658,7 +728,7 @@ def _open_group(p: Path, mode: str, fmt: str, version: int, what: str) -> tuple[
         if p.exists():
             raise StoreError(f"{p}: not a nowcast {what} (no zarr.json)")
         raise StoreError(f"{p}: no such {what}")
-    lock = _acquire_lock(p) if mode == "a" else None
+    lock = _acquire_lock(p, wait) if mode == "a" else None
     try:
         group = zarr.open_group(
             LocalStore(p, read_only=mode == "r"),
@@ -694,6 +764,26 @@ def _arr(group: zarr.Group, name: str) -> zarr.Array[Any]:
     if not isinstance(node, zarr.Array):
         raise StoreError(f"{name!r} in the store is not an array")
     return node
+
+
+def _coarse_group(group: zarr.Group, size: int, box: Box, grid: Grid, rule: str) -> zarr.Group:
+    """Create the empty ``coarse/<size>`` group: its attributes and frame arrays."""
+    sub = group.require_group(f"coarse/{size}")
+    sub.attrs.update(
+        {
+            "size": size,
+            "method": "area mean of rain rate; valid if ≥ half the area is valid",
+            "crop": box.as_list(),
+            "crop_m": grid.box_extent(box),
+            "crop_rule": rule,
+            "crop_note": (
+                "region of the full grid covered: pixels [x0, y0, x1, y1], row 0 at "
+                "the top, ends exclusive; crop_m: its projected bounds in metres"
+            ),
+        }
+    )
+    _frame_arrays(sub, size, size, COARSE_CHUNK_T)
+    return sub
 
 
 def _frame_arrays(group: zarr.Group, rows: int, cols: int, chunk_t: int) -> None:
@@ -744,13 +834,13 @@ def lock_path(path: Path) -> Path:
     return path.parent / f".{path.name}.lock"
 
 
-def _acquire_lock(path: Path) -> Any:
+def _acquire_lock(path: Path, wait: bool = False) -> Any:
     try:
         fh = open(lock_path(path), "a")  # noqa: SIM115 (held until close)
     except OSError as exc:
         raise StoreError(f"{path}: not writable ({exc.strerror or exc})") from None
     try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fh, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         fh.close()
         raise StoreError(f"{path}: another nowcast process is writing to this store") from None
@@ -799,6 +889,41 @@ def resolve_store(path: str | Path | None) -> Path:
         )
         raise StoreError(f"several stores in ./{DEFAULT_DIR}, pick one with --store: {names}")
     return stores[0]
+
+
+def ensure_copy(
+    store_path: str | Path, size: int, progress: Callable[[str, int, int], None] | None = None
+) -> bool:
+    """Give the store a `size`×`size` training copy if it has none (`Store.add_copy`).
+
+    The copy is made once from the store's full grid, as ingest makes it (area mean in rain
+    rate), and kept: later runs and ingests use it. Waits for another writer of the store.
+
+    Returns
+    -------
+    bool
+        True if the copy was made now.
+
+    Raises
+    ------
+    StoreError
+        If the store cannot be written (it is then named with the copies it has).
+    """
+    with Store.open(store_path) as store:
+        if size in store.sizes:
+            return False
+        have = ", ".join(f"{s}×{s}" for s in store.sizes) or "none"
+    try:
+        writer = Store.open(store_path, mode="a", wait=True)
+    except StoreError as exc:
+        raise StoreError(
+            f"{store_path} has no {size}×{size} training copy (it has {have}) and cannot be "
+            f"given one: {exc}"
+        ) from None
+    with writer:
+        made = size not in writer.sizes  # another process may have made it meanwhile
+        writer.add_copy(size, progress=progress)
+    return made
 
 
 def iter_chunks(n: int, step: int) -> Iterator[tuple[int, int]]:

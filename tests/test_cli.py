@@ -201,3 +201,16 @@ def test_list_stores_and_runs_with_none_say_how_to_make_one(in_tmp: Path) -> Non
     assert runs.exit_code == 0
     assert runs.stdout.startswith("no runs in ./runs: train one with `nowcast train")
     assert json.loads(runner.invoke(app, ["list", "stores", "--json"]).stdout) == []
+
+
+def test_train_at_a_size_the_store_lacks_makes_the_copy(in_tmp: Path, ry_dir: Path) -> None:
+    """`nowcast train --size 32` on a store ingested at the default 120: the 32×32 copy is made
+    from the store's full grid (no re-ingest), then training runs on it."""
+    assert runner.invoke(app, ["ingest", "dwd", str(ry_dir), "-q"]).exit_code == 0
+    args = ["train", "--model", "convlstm", "--loss", "mse", "--size", "32", "--layers", "1"]
+    args += ["--hidden", "4", "--in-frames", "2", "--out-frames", "2", "--batch", "1"]
+    result = runner.invoke(app, [*args, "--max-steps", "1", "--no-predict", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["steps"] == 1
+    info = json.loads(runner.invoke(app, ["info", "--json"]).stdout)
+    assert info["coarse_sizes"] == [120, 32]
