@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from nowcast_cli import encoding, verify
 from nowcast_cli.cli import app
 from nowcast_cli.errors import ConfigError, DataError
-from nowcast_cli.metrics import categorical
+from nowcast_cli.metrics import categorical, continuous
 from nowcast_cli.store import ForecastStore
 from tests.forecasts import DAY, T0, make_observations, write_persistence
 
@@ -129,8 +129,10 @@ def test_frames_all_scores_reconstructions(in_tmp: Path) -> None:
     fwd = verify.evaluate("runs/model", groups=("categorical",))
     assert fwd.leads.tolist() == [1, 2, 3]
     assert r.per_lead["csi"][3:] == pytest.approx(fwd.per_lead["csi"], nan_ok=True)
-    # a persistence "reconstruction" of X_s is X_{s-1}: as good as the 5-min forecast
-    assert r.per_lead["csi"][0] == pytest.approx(r.per_lead["csi"][1], rel=0.5)
+    # every lead, reconstructions included, against counting straight from the frames
+    fs = ForecastStore.open(in_tmp / "runs" / "model" / "forecasts.zarr")
+    for k, t in enumerate(r.thresholds[:2]):
+        assert r.per_lead["csi"][:, k] == pytest.approx(direct_csi(obs, fs, t, None), rel=1e-12)
     with open(verify.write_scores(r)[0]) as fh:
         leads = {row["lead"] for row in csv.DictReader(fh)}
     assert leads == {"-2", "-1", "0", "1", "2", "3"}
@@ -164,10 +166,38 @@ def test_compare_paired_differences(project: Path) -> None:
     assert np.all(c.diff_interval["csi"][0] > 0)
     same = verify.compare("runs/persistence", "runs/persistence", bootstrap=20)
     assert np.all(same.diff["csi"][np.isfinite(same.diff["csi"])] == 0)
-    result = runner.invoke(app, ["verify", "--compare", "runs/persistence", "runs/older"])
+    # the table stars exactly the cells whose interval excludes 0 (the CLI's default
+    # replicates and seed: the same intervals as `compare` computes here)
+    c = verify.compare("runs/persistence", "runs/older")
+    rows = _table_rows(["verify", "--compare", "runs/persistence", "runs/older"])
+    want = []
+    for m in categorical.NAMES:
+        lo, hi = c.diff_interval[m]
+        for k in range(len(c.thresholds)):
+            starred = rows[m.upper()][k].endswith(" *")
+            assert starred == bool(lo[k] > 0 or hi[k] < 0), (m, k, rows[m.upper()][k])
+            want.append(starred)
+    for m in continuous.NAMES:
+        lo, hi = c.diff_interval[m]
+        starred = rows[m.upper().replace("_", "-")][-1].endswith(" *")
+        assert starred == bool(lo > 0 or hi < 0), (m, rows[m.upper()])
+        want.append(starred)
+    assert any(want)  # both kinds of cell occur, so the check can fail
+    assert not all(want)
+    same = _table_rows(["verify", "--compare", "runs/persistence", "runs/persistence"])
+    assert not any(cell.endswith("*") for cells in same.values() for cell in cells)
+
+
+def _table_rows(args: list[str]) -> dict[str, list[str]]:
+    """Cells of the rows of the tables a command prints, by row name (a wide terminal)."""
+    result = runner.invoke(app, args, env={"COLUMNS": "300"})
     assert result.exit_code == 0, result.output
-    assert "A − B" in result.stdout
-    assert "*" in result.stdout
+    rows = {}
+    for line in result.stdout.splitlines():
+        if line.startswith("│"):
+            cells = [c.strip() for c in line.strip().strip("│").split("│")]
+            rows[cells[0]] = cells[1:]
+    return rows
 
 
 def _error(result) -> str:
