@@ -125,6 +125,31 @@ def event_pixels(thresholds: np.ndarray | list[float], a: float, b: float) -> np
     return event_codes(thresholds, a, b, 1)
 
 
+#: fine forecast codes: pixel value × FINE_SCALE as uint16 (0 … 65280), 1/256 pixel steps
+FINE_SCALE = 256
+FINE_FORMULA = "pixel = forecast_fine / 256; dBZ = 70 * pixel / 255 - 10"
+
+
+def unit_to_fine(x: np.ndarray) -> np.ndarray:
+    """Model outputs on the [0, 1] pixel scale to uint16 fine codes: clip, ×255·256, round.
+
+    The code is the pixel value in 1/256 steps: within 1/512 pixel (0.0003 dBZ) of the output,
+    where `unit_to_pixel` is within half a pixel (0.14 dBZ).
+    """
+    v = np.clip(np.asarray(x, dtype=np.float64), 0.0, 1.0) * (255.0 * FINE_SCALE)
+    return np.floor(v + 0.5).astype(np.uint16)
+
+
+def code_scale(dtype: np.dtype | type) -> int:
+    """Codes per pixel of a forecast array: 1 for uint8 pixels, 256 for uint16 fine codes."""
+    dt = np.dtype(dtype)
+    if dt == np.uint8:
+        return 1
+    if dt == np.uint16:
+        return FINE_SCALE
+    raise ValueError(f"forecast codes are uint8 pixels or uint16 fine codes, not {dt}")
+
+
 def unit_to_pixel(x: np.ndarray) -> np.ndarray:
     """Model outputs on the [0, 1] pixel scale to uint8 pixels: clip, ×255, round half up."""
     v = np.clip(np.asarray(x, dtype=np.float64), 0.0, 1.0) * 255.0

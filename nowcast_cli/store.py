@@ -31,6 +31,7 @@ import datetime as dt
 import fcntl
 import json
 import os
+import sys
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -632,14 +633,14 @@ def _read_rows(
 ) -> np.ndarray:
     """Rows ``start:stop`` (first axis) of an array of this package's layout.
 
-    Arrays whose chunks span every axis but the first, of 1-byte values, stored plain or with
-    zstd (what `Store` and `ForecastStore` create), are read by decoding their chunk files
-    directly with numcodecs' Zstd, the decoder zarr itself calls, on a few threads and
-    straight into the result: zarr's general read path (asyncio tasks, a buffer per chunk,
-    then a copy) took 2–5× longer for the large reads of verification here. Any other layout, or
-    codec, is read through zarr. `out`, if given, is a C-contiguous buffer with room for at
-    least the rows (reusing one spares the page faults of a fresh array per read); the result
-    is then a view of it.
+    Arrays whose chunks span every axis but the first, of 1-byte (or native-endian) values,
+    stored plain or with zstd (what `Store` and `ForecastStore` create), are read by decoding
+    their chunk files directly with numcodecs' Zstd, the decoder zarr itself calls, on a few
+    threads and straight into the result: zarr's general read path (asyncio tasks, a buffer per
+    chunk, then a copy) took 2–5× longer for the large reads of verification here. Any other
+    layout, or codec, is read through zarr. `out`, if given, is a C-contiguous buffer with room
+    for at least the rows (reusing one spares the page faults of a fresh array per read); the
+    result is then a view of it.
     """
     from numcodecs import Zstd
     from zarr.codecs import BytesCodec, ZstdCodec
@@ -652,7 +653,9 @@ def _read_rows(
     )
     shape, chunks = arr.shape, arr.chunks
     want = (stop - start, *shape[1:])
-    direct = (plain or zstd) and arr.dtype.itemsize == 1 and tuple(chunks[1:]) == tuple(shape[1:])
+    endian = getattr(codecs[0], "endian", None) if codecs else None
+    native = arr.dtype.itemsize == 1 or str(getattr(endian, "value", endian)) == sys.byteorder
+    direct = (plain or zstd) and native and tuple(chunks[1:]) == tuple(shape[1:])
     if out is not None:
         if out.dtype != arr.dtype or out.shape[1:] != want[1:] or len(out) < want[0]:
             raise ValueError(f"out must be {arr.dtype} with room for {want}, got {out.shape}")
@@ -670,7 +673,6 @@ def _read_rows(
     rows = chunks[0]
     row_bytes = flat.shape[1]
     codec = Zstd() if zstd else None
-    fill = np.asarray(arr.fill_value, dtype=arr.dtype).view(np.uint8)
     zeros = (0,) * (len(shape) - 1)
 
     def one(ci: int) -> None:
@@ -681,7 +683,7 @@ def _read_rows(
         try:
             raw = path.read_bytes()
         except FileNotFoundError:  # never written: the fill value
-            target[:] = fill
+            target.view(arr.dtype)[:] = arr.fill_value
             return
         whole = lo == c0 and hi == c0 + rows
         buf = target if whole else np.empty((rows, row_bytes), np.uint8)
@@ -940,6 +942,7 @@ RUNS_DIR = "runs"
 #: target size of one forecast chunk (bytes): a few MB keeps the decoded chunk in cache for the
 #: verification kernels and the number of chunk files small
 FORECAST_CHUNK_BYTES = 4 << 20
+FINE_NAME = "forecast_fine"
 
 
 class ForecastStore:
@@ -948,8 +951,16 @@ class ForecastStore:
     Layout of ``forecasts.zarr`` (Zarr v3, ``dimension_names`` for xarray)::
 
         forecast      (sample, lead, y, x) uint8   pixel P on the observation store's encoding
+        forecast_fine (sample, lead, y, x) uint16  optional: pixel × 256, the model's output at
+                                                   1/256-pixel precision (what verify scores)
         issue_time    (sample,)            int64   seconds UTC of the last observed frame
         lead_minutes  (lead,)              int64   valid time = issue_time + 60·lead_minutes
+
+    ``forecast`` is SPEC §8's layout, what every reader of the store (figures, xarray) uses;
+    ``forecast_fine`` keeps a model's continuous output (rounding it to whole pixels moves it
+    by up to half a pixel, 0.14 dBZ, which changes a pixel's class at a threshold within that
+    distance), so that verification scores what the model forecast, as the authors' code
+    does. Forecasts that are whole pixels (persistence, extrapolation) have no fine array.
 
     Leads are strictly increasing; leads ≤ 0 hold a model's reconstructions of observed frames
     (X̂_1 … X̂_{m−1} at −(m−2)Δ … 0), leads > 0 the forecast. Root attributes name the
@@ -964,7 +975,7 @@ class ForecastStore:
         self._lock = lock
         self._issue: np.ndarray | None = None
         self._writable: dict[str, zarr.Array[Any]] = {}
-        self._forecast: zarr.Array[Any] | None = None
+        self._arrays: dict[str, zarr.Array[Any]] = {}
 
     @classmethod
     def create(
@@ -976,6 +987,7 @@ class ForecastStore:
         lead_minutes: Any,
         attrs: dict[str, Any] | None = None,
         chunk_samples: int | None = None,
+        fine: bool = False,
     ) -> ForecastStore:
         """Create an empty forecast store and open it for appending.
 
@@ -997,6 +1009,8 @@ class ForecastStore:
             ``config``… (JSON-serializable).
         chunk_samples : int, optional
             Samples per chunk (default: about 4 MB per chunk).
+        fine : bool
+            Also keep ``forecast_fine`` (uint16, pixel × 256): for continuous model output.
 
         Raises
         ------
@@ -1040,6 +1054,24 @@ class ForecastStore:
                 ["sample", "lead", "y", "x"],
                 _frames_attrs() | {"long_name": "forecast radar reflectivity (encoded)"},
             )
+            if fine:
+                _array(
+                    group,
+                    FINE_NAME,
+                    (0, len(leads), rows, cols),
+                    (cs, len(leads), rows, cols),
+                    "uint16",
+                    0,
+                    ["sample", "lead", "y", "x"],
+                    {
+                        "long_name": "forecast radar reflectivity at 1/256-pixel precision",
+                        "units": "1/256 pixel",
+                        "scale": encoding.FINE_SCALE,
+                        "formula": encoding.FINE_FORMULA,
+                        "note": "the model's output before rounding to `forecast`; verify "
+                        "scores this when present",
+                    },
+                )
             _array(
                 group,
                 "issue_time",
@@ -1181,32 +1213,47 @@ class ForecastStore:
             f"{self.path}: its observation store {shown} is gone; pass it with --store"
         )
 
-    def read(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
-        """Forecasts of committed samples ``start:stop``, (k, lead, y, x) uint8.
+    @property
+    def has_fine(self) -> bool:
+        """Whether the store keeps ``forecast_fine`` (the unrounded model output)."""
+        return FINE_NAME in self.group
 
-        `out`, a uint8 buffer with room for at least k samples, is filled and a view of it
-        returned (a reader of many chunks reuses one instead of allocating each time).
+    def read(
+        self, start: int, stop: int, out: np.ndarray | None = None, fine: bool = False
+    ) -> np.ndarray:
+        """Forecasts of committed samples ``start:stop``, (k, lead, y, x).
+
+        uint8 pixels (``forecast``), or with `fine` uint16 codes (``forecast_fine``, pixel ×
+        256). `out`, a buffer of that dtype with room for at least k samples, is filled and a
+        view of it returned (a reader of many chunks reuses one instead of allocating).
         """
         n = len(self)
         if not (0 <= start <= stop <= n):
             raise StoreError(f"{self.path}: samples {start}:{stop} out of range 0:{n}")
-        if self._forecast is None:
-            self._forecast = _arr(self.group, "forecast")
-        return _read_rows(self.path, self._forecast, start, stop, out)
+        name = FINE_NAME if fine else "forecast"
+        if fine and not self.has_fine:
+            raise StoreError(f"{self.path}: holds no {FINE_NAME} (whole-pixel forecasts)")
+        if name not in self._arrays:
+            self._arrays[name] = _arr(self.group, name)
+        return _read_rows(self.path, self._arrays[name], start, stop, out)
 
     def uncommitted(self) -> int:
         """Samples written by an interrupted run but never committed (invisible)."""
         return max(0, _arr(self.group, "forecast").shape[0] - len(self))
 
-    def append(self, issue_times: Any, forecast: np.ndarray) -> None:
+    def append(
+        self, issue_times: Any, forecast: np.ndarray, fine: np.ndarray | None = None
+    ) -> None:
         """Append forecasts (k, lead, y, x) uint8 issued at `issue_times` (k,) seconds UTC.
 
-        Data first, then ``issue_time`` (the commit): a crash leaves nothing half-visible.
+        `fine`, the same forecasts as uint16 codes (pixel × 256), is required by a store made
+        with ``fine=True`` and refused by others. Data first, then ``issue_time`` (the
+        commit): a crash leaves nothing half-visible.
 
         Raises
         ------
         StoreError
-            If the shapes or dtype do not match, or the issue times do not increase past the
+            If the shapes or dtypes do not match, or the issue times do not increase past the
             last stored one.
         """
         if self._lock is None:
@@ -1219,13 +1266,24 @@ class ForecastStore:
                 f"{self.path}: forecasts must be uint8 {want}, got {forecast.dtype} "
                 f"{tuple(forecast.shape)}"
             )
+        if (fine is not None) != self.has_fine:
+            what = "keeps fine forecasts: give them" if self.has_fine else "keeps no fine forecasts"
+            raise StoreError(f"{self.path}: {what}")
+        if fine is not None and (fine.dtype != np.uint16 or fine.shape != want):
+            raise StoreError(
+                f"{self.path}: fine forecasts must be uint16 {want}, got {fine.dtype} "
+                f"{tuple(fine.shape)}"
+            )
         if k == 0:
             return
         n = len(self)
         last = self.issue_times[-1] if n else None
         if np.any(np.diff(times) <= 0) or (last is not None and times[0] <= last):
             raise StoreError(f"{self.path}: issue times must increase past the last stored one")
-        for name, data in (("forecast", forecast), ("issue_time", times)):
+        parts = [("forecast", forecast), ("issue_time", times)]
+        if fine is not None:
+            parts.insert(0, (FINE_NAME, fine))
+        for name, data in parts:
             if name not in self._writable:
                 with zarr.config.set({"array.write_empty_chunks": True}):
                     self._writable[name] = _arr(self.group, name)

@@ -81,6 +81,26 @@ def parse_thresholds(text: str | list[float] | tuple[float, ...]) -> tuple[float
     return tuple(values)
 
 
+def precision(fine: bool) -> dict[str, Any]:
+    """What the scored forecast values are, and how far they can be from a model's output."""
+    step = 70.0 / 255.0  # dBZ per pixel
+    if fine:
+        return {
+            "scored": "forecast_fine: the model's output at 1/256 pixel",
+            "max_rounding_pixels": 1 / 512,
+            "max_rounding_dbz": round(step / 512, 6),
+            "note": "as the authors' code scores its float output, to within 1/512 pixel",
+        }
+    return {
+        "scored": "forecast: whole pixels on the store encoding",
+        "max_rounding_pixels": 0.5,
+        "max_rounding_dbz": round(step / 2, 4),
+        "note": "exact for forecasts made of observed pixels (persistence); a model's output "
+        "rounded to whole pixels moves by up to half a pixel, which changes a pixel's class "
+        "where the output lies within half a pixel of a threshold",
+    }
+
+
 @dataclass(frozen=True)
 class Unobserved:
     """Forecast frames (issue time, lead) without an observation: skipped, counted here.
@@ -196,6 +216,7 @@ class Verification:
     blocks: int
     seconds: float
     unobserved: Unobserved | None = None
+    fine: bool = False  # scored on forecast_fine (1/256 pixel), else on whole pixels
     bootstrap: int = 0
     block_hours: float = 24.0
     seed: int = 0
@@ -231,6 +252,7 @@ class Verification:
             "frames_scored": self.frames_scored,
             "frames_missing_observations": self.frames_missing,
             "unobserved": self.unobserved.as_dict() if self.unobserved is not None else None,
+            "forecast_precision": precision(self.fine),
             "mean_over_leads": {k: _json(v) for k, v in self.mean.items()},
             "per_lead": {k: _json(v) for k, v in self.per_lead.items()},
             "bootstrap": (
@@ -562,7 +584,8 @@ def _batches(
     fstores = [t.fstore for t in targets]
     n = len(positions[0])
     cs = first.fstore.chunk_samples
-    sample_bytes = len(first.fstore.lead_minutes) * math.prod(first.fstore.shape)
+    width = 2 if first.fstore.has_fine else 1  # bytes per forecast value
+    sample_bytes = width * len(first.fstore.lead_minutes) * math.prod(first.fstore.shape)
     step = max(cs, BATCH_BYTES // max(1, sample_bytes) // cs * cs)
     bounds = [(lo, min(n, lo + step)) for lo in range(0, n, step)]
     full_index = np.full((n, len(first.fstore.lead_minutes)), -1, np.int64)
@@ -587,8 +610,9 @@ def _batches(
             rows = int(p[-1]) + 1 - int(p[0])
             buf = buffers.get((i % 2, j))
             if buf is None or len(buf) < rows:
-                buf = buffers[(i % 2, j)] = np.empty((max(rows, step), *sample_shape), np.uint8)
-            data = fs.read(int(p[0]), int(p[-1]) + 1, out=buf)
+                dtype = np.uint16 if fs.has_fine else np.uint8
+                buf = buffers[(i % 2, j)] = np.empty((max(rows, step), *sample_shape), dtype)
+            data = fs.read(int(p[0]), int(p[-1]) + 1, out=buf, fine=fs.has_fine)
             fc.append(data if len(data) == len(p) else data[p - p[0]])
         idx = full_index[lo:hi]
         wanted = np.unique(idx[idx >= 0])
@@ -621,6 +645,7 @@ def _accumulate(
     positions: list[np.ndarray],
     match: np.ndarray,
     pixels: np.ndarray,
+    fine: np.ndarray,
     groups: tuple[str, ...],
     block: np.ndarray,
     n_blocks: int,
@@ -630,7 +655,11 @@ def _accumulate(
     n_leads_all = len(first.fstore.lead_minutes)
     accs = []
     for _ in targets:
-        ct = Contingency.init(n_blocks, n_leads_all, pixels) if "categorical" in groups else None
+        ct = (
+            Contingency.init(n_blocks, n_leads_all, pixels, fine)
+            if "categorical" in groups
+            else None
+        )
         cn = (
             Continuous.init(n_blocks, n_leads_all, first.obs.zr) if "continuous" in groups else None
         )
@@ -753,8 +782,9 @@ def evaluate(
     match = _match(issue, target.lead_minutes, target.obs.times)
     if not np.any(match >= 0):
         raise DataError(_no_match_message(fs.path, target.obs, issue, target.lead_minutes))
+    fine = encoding.event_codes(list(ths), *target.obs.zr, scale=encoding.FINE_SCALE)
     (acc,) = _accumulate(
-        [target], [np.arange(len(issue))], match, pixels, grp, block, n_blocks, progress
+        [target], [np.arange(len(issue))], match, pixels, fine, grp, block, n_blocks, progress
     )
     per, mean = _scores(acc, None)
     result = Verification(
@@ -775,6 +805,7 @@ def evaluate(
         blocks=n_blocks,
         seconds=0.0,
         unobserved=Unobserved.count(match, issue, target.lead_minutes, target.obs.times),
+        fine=fs.has_fine,
         bootstrap=bootstrap,
         block_hours=block_hours,
         seed=seed,
@@ -884,7 +915,8 @@ def compare(
     if not np.any(match >= 0):
         raise DataError(_no_match_message(ta.fstore.path, ta.obs, issue, ta.lead_minutes))
     _check_blocks(n_blocks, len(issue), block_hours)
-    accs = _accumulate(targets, positions, match, pixels, grp, block, n_blocks, progress)
+    fine = encoding.event_codes(list(ths), *ta.obs.zr, scale=encoding.FINE_SCALE)
+    accs = _accumulate(targets, positions, match, pixels, fine, grp, block, n_blocks, progress)
     pairs = len(runs_a)
     acc_a, acc_b = _pool(accs[:pairs]), _pool(accs[pairs:])
     per_a, mean_a = _scores(acc_a, None)

@@ -464,3 +464,62 @@ def test_compare_pools_pairs_of_runs_and_resamples_seeds_and_days(in_tmp: Path) 
     out = runner.invoke(app, ["verify", "--compare", ",".join(a), ",".join(b), "--json"])
     assert out.exit_code == 0, out.output
     assert json.loads(out.stdout)["pairs"] == 3
+
+
+def test_fine_forecasts_are_scored_as_the_model_output_them(in_tmp: Path) -> None:
+    """A model's continuous output, kept at 1/256 pixel, is scored as the authors' code scores
+    its float output (rain ≥ τ on the output itself, errors from the output); rounding it to
+    whole pixels first would change the scores."""
+    obs = make_observations(in_tmp / "nowcast-data" / "obs.zarr", days=2, per_day=14)
+    frames, valid = obs.read(0, len(obs), 16)
+    rng = np.random.default_rng(3)
+    leads = np.array([5, 10])
+    issue = obs.times[2:-2]
+    pos = np.searchsorted(obs.times, issue)
+    # outputs: the observed frame plus sub-pixel noise, exactly representable as fine codes
+    noise = rng.integers(-700, 700, (len(pos), 2, 16, 16))
+    codes = np.clip(frames[pos].astype(np.int64)[:, None] * 256 + noise, 0, 255 * 256)
+    x = codes / (255.0 * 256)  # the "float output" on [0, 1]
+    path = in_tmp / "runs" / "model" / "forecasts.zarr"
+    with ForecastStore.create(path, observations=obs, size=16, lead_minutes=leads, fine=True) as fs:
+        fs.append(issue, encoding.unit_to_pixel(x), encoding.unit_to_fine(x))
+    thresholds = (0.5, 2.0, 5.0)
+    r = verify.evaluate("runs/model", thresholds=thresholds)
+    assert r.fine
+    # the reference, on the float output: an event where the rate of x·255 is ≥ τ
+    rate = encoding.pixel_to_rate(x * 255, *obs.zr)
+    obs_rate = encoding.pixel_to_rate(frames, *obs.zr)
+    counts = np.zeros((len(leads), len(thresholds), 3))
+    se, n = np.zeros(len(leads)), np.zeros(len(leads))
+    for s, t in enumerate(issue):
+        for ll, m in enumerate(leads):
+            hit = np.nonzero(obs.times == t + 60 * m)[0]
+            if len(hit) == 0:
+                continue
+            u = hit[0]
+            v = valid[u]
+            for k, tau in enumerate(thresholds):
+                fe, oe = rate[s, ll][v] >= tau, obs_rate[u][v] >= tau
+                counts[ll, k] += [np.sum(fe & oe), np.sum(~fe & oe), np.sum(fe & ~oe)]
+            se[ll] += np.sum((x[s, ll][v] - frames[u][v] / 255.0) ** 2)
+            n[ll] += 1
+    want_csi = counts[..., 0] / counts.sum(axis=-1)
+    assert np.all(np.isfinite(want_csi))
+    assert r.per_lead["csi"] == pytest.approx(want_csi, rel=1e-12)
+    assert r.per_lead["mse"] == pytest.approx(se / n, rel=1e-12)
+    # scored on the rounded pixels instead, the scores differ
+    with ForecastStore.create(
+        in_tmp / "runs" / "rounded" / "forecasts.zarr",
+        observations=obs,
+        size=16,
+        lead_minutes=leads,
+    ) as fs:
+        fs.append(issue, encoding.unit_to_pixel(x))
+    rounded = verify.evaluate("runs/rounded", thresholds=thresholds)
+    assert not rounded.fine
+    assert not np.allclose(rounded.per_lead["csi"], r.per_lead["csi"])
+    assert not np.allclose(rounded.per_lead["mse"], r.per_lead["mse"])
+    text = " ".join(runner.invoke(app, ["verify", "runs/model"]).stdout.split())
+    assert "scored: the model's output at 1/256 pixel" in text
+    data = json.loads((in_tmp / "runs" / "model" / "scores.json").read_text())
+    assert data["forecast_precision"]["max_rounding_pixels"] == 1 / 512

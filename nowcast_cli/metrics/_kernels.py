@@ -117,13 +117,55 @@ def observation_counts(obs: np.ndarray, valid: np.ndarray, pk: np.ndarray) -> np
     return out
 
 
+@njit(cache=True, parallel=True)
+def forecast_counts_fine(
+    fcst: np.ndarray,
+    obs: np.ndarray,
+    valid: np.ndarray,
+    index: np.ndarray,
+    pf: np.ndarray,
+    po: np.ndarray,
+) -> np.ndarray:
+    """(S, L, 2K) int64: TP_k then F_k per (sample, lead) for fine forecast codes.
+
+    fcst (S, L, N) uint16 codes (pixel × 256), obs (U, N) uint8 pixels, valid (U, N) uint8,
+    index (S, L) int64, pf (K,) event codes of the forecast and po (K,) event pixels of the
+    observation, both sorted: TP_k = #(F ≥ pf_k and O ≥ po_k), F_k = #(F ≥ pf_k), valid only.
+    A plain loop: fine codes come from trained models on their training copy (small frames).
+    """
+    s_n, l_n, n = fcst.shape
+    kk = pf.shape[0]
+    out = np.zeros((s_n, l_n, 2 * kk), np.int64)
+    for j in prange(s_n * l_n):
+        s = j // l_n
+        ll = j % l_n
+        u = index[s, ll]
+        if u < 0:
+            continue
+        ff = fcst[s, ll]
+        oo = obs[u]
+        vv = valid[u]
+        for i in range(n):
+            if vv[i]:
+                f = ff[i]
+                o = oo[i]
+                for k in range(kk):
+                    if f < pf[k]:  # sorted: no event at this threshold nor any above
+                        break
+                    out[s, ll, kk + k] += 1
+                    if o >= po[k]:
+                        out[s, ll, k] += 1
+    return out
+
+
 @njit(cache=True)
 def _frame_sums(
-    f: np.ndarray, o: np.ndarray, v: np.ndarray, wlut: np.ndarray, res: np.ndarray
+    f: np.ndarray, o: np.ndarray, v: np.ndarray, wlut: np.ndarray, res: np.ndarray, scale: int
 ) -> None:
-    """Integer pixel sums of one (H, W) frame over valid pixels (and valid pairs for GDL).
+    """Integer sums of one (H, W) frame over valid pixels (and valid pairs for GDL).
 
-    res: Σd², Σ|d|, Σw·d², Σw·|d|, GDL, N with d = F − O in pixel units, w = wlut[O].
+    res: Σd², Σ|d|, Σw·d², Σw·|d|, GDL, N with d = F − scale·O in units of 1/scale pixel
+    (F: forecast codes, pixel × scale; O: observed pixels), w = wlut[O].
     """
     h, w = f.shape
     se = np.int64(0)
@@ -135,7 +177,7 @@ def _frame_sums(
     for i in range(h):
         for j in range(w):
             if v[i, j]:
-                d = np.int64(f[i, j]) - np.int64(o[i, j])
+                d = np.int64(f[i, j]) - scale * np.int64(o[i, j])
                 wt = wlut[o[i, j]]
                 se += d * d
                 ae += abs(d)
@@ -144,11 +186,11 @@ def _frame_sums(
                 nv += 1
                 if i + 1 < h and v[i + 1, j]:
                     dp = abs(np.int64(f[i + 1, j]) - np.int64(f[i, j]))
-                    dg = abs(np.int64(o[i + 1, j]) - np.int64(o[i, j]))
+                    dg = scale * abs(np.int64(o[i + 1, j]) - np.int64(o[i, j]))
                     gdl += abs(dp - dg)
                 if j + 1 < w and v[i, j + 1]:
                     dp = abs(np.int64(f[i, j + 1]) - np.int64(f[i, j]))
-                    dg = abs(np.int64(o[i, j + 1]) - np.int64(o[i, j]))
+                    dg = scale * abs(np.int64(o[i, j + 1]) - np.int64(o[i, j]))
                     gdl += abs(dp - dg)
     res[0] = se
     res[1] = ae
@@ -167,10 +209,12 @@ def _frame_ssim(
     c1: float,
     c2: float,
     out: np.ndarray,
+    scale: int,
 ) -> None:
     """Σ SSIM over the 'valid' windows whose pixels are all valid, and their number.
 
-    Gaussian weights g (odd length), images on [0, 1] (pixel / 255), population (co)variances.
+    Gaussian weights g (odd length), images on [0, 1] (forecast code / (255·scale), observed
+    pixel / 255), population (co)variances.
     Separable filtering, rows first, then columns; both passes run along contiguous rows so
     that LLVM vectorizes them.
     """
@@ -187,7 +231,7 @@ def _frame_ssim(
     bad = np.empty((h, w))
     for i in range(h):
         for j in range(w):
-            x[i, j] = f[i, j] / 255.0
+            x[i, j] = f[i, j] / (255.0 * scale)
             y[i, j] = o[i, j] / 255.0
             bad[i, j] = 0.0 if v[i, j] else 1.0
     tx = np.zeros((h, w2))
@@ -257,13 +301,15 @@ def continuous_sums(
     c1: float,
     c2: float,
     ssim: bool,
+    scale: int,
 ) -> np.ndarray:
     """(S, L, 8) float64 per (sample, lead): Σd², Σ|d|, Σw·d², Σw·|d|, GDL, N (pixel units),
     Σ SSIM and the number of SSIM windows; zeros where index is −1.
 
-    fcst (S, L, H, W) uint8, obs (U, H, W) uint8, valid (U, H, W) bool, index (S, L) int64,
-    wlut (256,) int64 balancing weight per observed pixel, g Gaussian window; `ssim` False
-    skips SSIM.
+    fcst (S, L, H, W) codes: uint8 pixels (scale 1) or uint16 fine codes, pixel × scale;
+    obs (U, H, W) uint8, valid (U, H, W) bool, index (S, L) int64, wlut (256,) int64
+    balancing weight per observed pixel, g Gaussian window; `ssim` False skips SSIM. Sums are
+    exact integers in 1/scale pixel units, returned in pixel units.
     """
     s_n, l_n = index.shape
     out = np.zeros((s_n, l_n, 8))
@@ -274,12 +320,17 @@ def continuous_sums(
         if u < 0:
             continue
         tmp = np.zeros(6, np.int64)
-        _frame_sums(fcst[s, ll], obs[u], valid[u], wlut, tmp)
-        for q in range(6):
-            out[s, ll, q] = tmp[q]
+        _frame_sums(fcst[s, ll], obs[u], valid[u], wlut, tmp, scale)
+        sq = float(scale) * float(scale)
+        out[s, ll, 0] = tmp[0] / sq
+        out[s, ll, 1] = tmp[1] / scale
+        out[s, ll, 2] = tmp[2] / sq
+        out[s, ll, 3] = tmp[3] / scale
+        out[s, ll, 4] = tmp[4] / scale
+        out[s, ll, 5] = tmp[5]
         if ssim:
             st = np.zeros(2)
-            _frame_ssim(fcst[s, ll], obs[u], valid[u], g, c1, c2, st)
+            _frame_ssim(fcst[s, ll], obs[u], valid[u], g, c1, c2, st, scale)
             out[s, ll, 6] = st[0]
             out[s, ll, 7] = st[1]
     return out
@@ -322,6 +373,7 @@ __all__ = [
     "byte_pass",
     "continuous_sums",
     "forecast_counts",
+    "forecast_counts_fine",
     "gaussian_window",
     "observation_counts",
 ]

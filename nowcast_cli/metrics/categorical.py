@@ -101,14 +101,24 @@ class Contingency:
 
     counts: np.ndarray
     pixels: np.ndarray
+    fine: np.ndarray | None = None
 
     @classmethod
-    def init(cls, blocks: int, leads: int, pixels: np.ndarray) -> Contingency:
-        """Empty tables for `blocks` issue-time blocks, `leads` lead times, event `pixels`."""
+    def init(
+        cls, blocks: int, leads: int, pixels: np.ndarray, fine: np.ndarray | None = None
+    ) -> Contingency:
+        """Empty tables for `blocks` issue-time blocks, `leads` lead times, event `pixels`.
+
+        `fine`: the event codes of the same thresholds for uint16 fine forecasts
+        (`encoding.event_codes` with scale 256), needed to accumulate such forecasts.
+        """
         px = np.asarray(pixels, dtype=np.int64).reshape(-1)
         if len(px) and (np.any(np.diff(px) < 0) or px[0] < 1):
             raise ValueError(f"event pixels must be sorted and ≥ 1, got {px.tolist()}")
-        return cls(np.zeros((blocks, leads, len(px), 4), np.int64), px)
+        fc = None if fine is None else np.asarray(fine, dtype=np.int64).reshape(-1)
+        if fc is not None and (len(fc) != len(px) or np.any(np.diff(fc) < 0)):
+            raise ValueError(f"fine event codes must be sorted, one per threshold: {fc.tolist()}")
+        return cls(np.zeros((blocks, leads, len(px), 4), np.int64), px, fc)
 
     def accumulate(
         self,
@@ -123,7 +133,8 @@ class Contingency:
         Parameters
         ----------
         fcst : np.ndarray
-            uint8 (S, L, H, W) forecasts of S samples at the L leads of this accumulator.
+            (S, L, H, W) forecasts of S samples at the L leads of this accumulator: uint8
+            pixels, or uint16 fine codes (then `fine` must have been given to `init`).
         obs, valid : np.ndarray
             uint8 and bool (U, H, W): the observed frames the chunk needs.
         index : np.ndarray
@@ -147,7 +158,13 @@ class Contingency:
         per = np.zeros((s_n, l_n, k_all, 4), np.int64)
         if k:
             f = np.ascontiguousarray(fcst.reshape(s_n, l_n, -1))
-            fc = _kernels.forecast_counts(f, o, v, idx, pk)  # (S, L, 2k)
+            if f.dtype == np.uint16:
+                if self.fine is None:
+                    raise ValueError("fine (uint16) forecasts need the fine event codes")
+                pf = np.minimum(self.fine[live], 65535).astype(np.uint16)
+                fc = _kernels.forecast_counts_fine(f, o, v, idx, pf, pk)
+            else:
+                fc = _kernels.forecast_counts(f, o, v, idx, pk)  # (S, L, 2k)
             n_obs[:, :k] = _kernels.observation_counts(o, v, pk)[:, :k]
             tp, nf = fc[..., :k], fc[..., k:]
             per[..., :k, TP] = tp
@@ -165,7 +182,7 @@ class Contingency:
         """Tables of both accumulators (same blocks, leads and thresholds)."""
         if self.counts.shape != other.counts.shape or not np.array_equal(self.pixels, other.pixels):
             raise ValueError("cannot merge contingency tables of different shapes or thresholds")
-        return Contingency(self.counts + other.counts, self.pixels.copy())
+        return Contingency(self.counts + other.counts, self.pixels.copy(), self.fine)
 
     def compute(self) -> dict[str, np.ndarray]:
         """Scores per lead and threshold (L, K) from the tables pooled over all blocks."""

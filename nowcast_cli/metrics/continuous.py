@@ -123,7 +123,10 @@ def frame_sums(
     weights: np.ndarray,
     with_ssim: bool = True,
 ) -> np.ndarray:
-    """Per-frame pixel sums (S, L, 8) of a chunk (see `Continuous.accumulate` for the inputs)."""
+    """Per-frame pixel sums (S, L, 8) of a chunk (see `Continuous.accumulate` for the inputs).
+
+    Forecasts are uint8 pixels or uint16 fine codes (pixel × `encoding.FINE_SCALE`).
+    """
     g = _kernels.gaussian_window(SSIM_WINDOW, SSIM_SIGMA)
     return _kernels.continuous_sums(
         np.ascontiguousarray(fcst),
@@ -135,6 +138,7 @@ def frame_sums(
         SSIM_K1**2,
         SSIM_K2**2,
         with_ssim,
+        encoding.code_scale(fcst.dtype),
     )
 
 
