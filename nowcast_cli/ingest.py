@@ -454,12 +454,17 @@ def _decode_one(
     | tuple[int, np.ndarray, np.ndarray, dict[int, tuple[np.ndarray, np.ndarray]], list[Failure]]
 ):
     try:
-        _, pix, valid, notes = reader.read_pixels(item, zr)
+        got, pix, valid, notes = reader.read_pixels(item, zr)
     except BadFileError as exc:
         return Failure(item.name, exc.reason)
     if pix.shape != info.grid.shape:
         return Failure(
             item.name, f"frame shape {pix.shape} differs from its header {info.grid.shape}"
+        )
+    if _describe(got) != _describe(info):  # what was planned must be what was read
+        return Failure(
+            item.name,
+            f"its header says {_describe(got)}, its scan (file name) said {_describe(info)}",
         )
     coarse = {}
     for size, box in zip(sizes, boxes, strict=True):
@@ -469,6 +474,14 @@ def _decode_one(
         coarse[size] = _COARSENERS[key](pix, valid)
     warns = [Failure(item.name, w) for w in notes]
     return info.time, pix, valid, coarse, warns
+
+
+def _describe(info: FrameInfo) -> str:
+    lead = f" +{info.lead_min} min" if info.lead_min else ""
+    return (
+        f"{info.product} {iso(info.time)}{lead}, {info.grid.rows}x{info.grid.cols} every "
+        f"{info.interval_s // 60} min"
+    )
 
 
 def _pool(nworkers: int) -> Any:

@@ -571,6 +571,7 @@ class _Batch:
     index: np.ndarray  # (S, L_all) into obs, −1 unscored
     block: np.ndarray
     count: int
+    obs_ids: np.ndarray  # (U,) the store's frame index of each row of obs
 
 
 def _batches(
@@ -623,7 +624,7 @@ def _batches(
             shape = (0, *first.fstore.shape)
             obs, valid = np.zeros(shape, np.uint8), np.zeros(shape, bool)
             local = idx
-        return _Batch(fc, obs, valid, local.astype(np.int64), block[lo:hi], hi - lo)
+        return _Batch(fc, obs, valid, local.astype(np.int64), block[lo:hi], hi - lo, wanted)
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         ahead = pool.submit(load, 0) if bounds else None
@@ -668,10 +669,26 @@ def _accumulate(
     total = len(match)
     if progress:
         progress("verify", 0, total)
+    # observed events and valid pixels of each observed frame, counted once (consecutive
+    # issue times share most of their observed frames)
+    counted: dict[int, np.ndarray] = {}
     for batch in _batches(targets, positions, match, block):
+        obs_counts = None
+        if accs[0].contingency is not None and len(batch.obs_ids):
+            new = [i for i, u in enumerate(batch.obs_ids.tolist()) if u not in counted]
+            if new:
+                rows = accs[0].contingency.observe(batch.obs[new], batch.valid[new])
+                for i, row in zip(new, rows, strict=True):
+                    counted[int(batch.obs_ids[i])] = row
+            obs_counts = np.stack([counted[int(u)] for u in batch.obs_ids])
+            first_needed = int(batch.obs_ids[0])  # batches go forward in time: forget the past
+            for u in [u for u in counted if u < first_needed]:
+                del counted[u]
         for acc, fc in zip(accs, batch.fcst, strict=True):
             if acc.contingency is not None:
-                acc.contingency.accumulate(fc, batch.obs, batch.valid, batch.index, batch.block)
+                acc.contingency.accumulate(
+                    fc, batch.obs, batch.valid, batch.index, batch.block, obs_counts
+                )
             if acc.continuous is not None:
                 acc.continuous.accumulate(fc, batch.obs, batch.valid, batch.index, batch.block)
         done += batch.count

@@ -14,9 +14,10 @@ FN = O − TP, FP = F − TP, TN = N − TP − FN − FP follow. Invalid pixels
 below every p_k), so they count nowhere.
 
 Speed: blocks of ``LANES`` pixels are compared against one threshold at a time with 8-bit
-per-lane counters (flushed every 255 blocks), a form LLVM vectorizes to full SIMD width; the
-thresholds above a block's largest masked forecast are skipped (all of them where the block
-is dry, most of a radar image), after one max.
+per-lane counters (flushed every 255 blocks), a form LLVM vectorizes to full SIMD width; a
+block whose forecast has no value at the lowest event pixel is skipped after one max over the
+forecast bytes alone (most of a radar image is dry: the observation and mask are not read),
+and the thresholds above a block's largest masked forecast are skipped.
 """
 
 from __future__ import annotations
@@ -45,6 +46,11 @@ def _frame_counts(
         e = min(nb, r + _FLUSH)
         for b in range(r, e):
             fb = ff[b * LANES : (b + 1) * LANES]
+            top = np.uint8(0)
+            for q in range(LANES):  # the forecast alone first: most blocks are dry
+                top = max(top, fb[q])
+            if top < p0:
+                continue
             ob = oo[b * LANES : (b + 1) * LANES]
             vb = vv[b * LANES : (b + 1) * LANES]
             top = np.uint8(0)

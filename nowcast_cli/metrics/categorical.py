@@ -127,6 +127,7 @@ class Contingency:
         valid: np.ndarray,
         index: np.ndarray,
         block: np.ndarray,
+        obs_counts: np.ndarray | None = None,
     ) -> None:
         """Add the tables of a chunk of forecasts.
 
@@ -142,6 +143,9 @@ class Contingency:
             (that frame is not counted).
         block : np.ndarray
             int (S,): the issue-time block of each sample.
+        obs_counts : np.ndarray, optional
+            `observe` of these observed frames, if already counted (a reader of overlapping
+            chunks counts each observed frame once).
         """
         s_n, l_n = index.shape
         if s_n == 0 or obs.shape[0] == 0 or not np.any(np.asarray(index) >= 0):
@@ -154,7 +158,7 @@ class Contingency:
         v = np.ascontiguousarray(valid.reshape(u_n, -1)).view(np.uint8)
         pk = self.pixels[live].astype(np.uint8)
         idx = np.ascontiguousarray(index, dtype=np.int64)
-        n_obs = np.zeros((u_n, k_all + 1), np.int64)
+        n_obs = self.observe(obs, valid) if obs_counts is None else obs_counts
         per = np.zeros((s_n, l_n, k_all, 4), np.int64)
         if k:
             f = np.ascontiguousarray(fcst.reshape(s_n, l_n, -1))
@@ -165,11 +169,9 @@ class Contingency:
                 fc = _kernels.forecast_counts_fine(f, o, v, idx, pf, pk)
             else:
                 fc = _kernels.forecast_counts(f, o, v, idx, pk)  # (S, L, 2k)
-            n_obs[:, :k] = _kernels.observation_counts(o, v, pk)[:, :k]
             tp, nf = fc[..., :k], fc[..., k:]
             per[..., :k, TP] = tp
             per[..., :k, FP] = nf - tp
-        n_obs[:, k_all] = v.sum(axis=1, dtype=np.int64)
         seen = idx >= 0
         u = np.where(seen, idx, 0)
         no = np.where(seen[..., None], n_obs[u, :k_all], 0)  # (S, L, K)
@@ -177,6 +179,27 @@ class Contingency:
         per[..., FN] = no - per[..., TP]
         per[..., TN] = nv - per[..., TP] - per[..., FN] - per[..., FP]
         np.add.at(self.counts, np.asarray(block, dtype=np.int64), per)
+
+    def observe(self, obs: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """Observed events and valid pixels of observed frames (U, H, W).
+
+        Returns int64 (U, K + 1): O_k of each threshold, then N: what `accumulate` needs of
+        each observed frame, counted once per frame.
+        """
+        u_n = obs.shape[0]
+        k_all = len(self.pixels)
+        live = self.pixels <= 255
+        k = int(live.sum())
+        o = np.ascontiguousarray(obs.reshape(u_n, -1))
+        v = np.ascontiguousarray(valid.reshape(u_n, -1)).view(np.uint8)
+        out = np.zeros((u_n, k_all + 1), np.int64)
+        if k:
+            c = _kernels.observation_counts(o, v, self.pixels[live].astype(np.uint8))
+            out[:, :k] = c[:, :k]
+            out[:, k_all] = c[:, k]
+        else:
+            out[:, k_all] = v.sum(axis=1, dtype=np.int64)
+        return out
 
     def merge(self, other: Contingency) -> Contingency:
         """Tables of both accumulators (same blocks, leads and thresholds)."""
