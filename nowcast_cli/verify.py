@@ -48,7 +48,7 @@ DEFAULT_THRESHOLDS = (0.5, 2.0, 5.0, 10.0, 30.0)
 FRAMES = ("forecast", "all")
 GROUPS = ("categorical", "continuous")
 #: bytes of forecasts read per step (several chunks, to amortise the observations they share)
-BATCH_BYTES = 32 << 20
+BATCH_BYTES = 64 << 20
 DEFAULT_COMPARE_BOOTSTRAP = 1000
 
 
@@ -542,14 +542,18 @@ class _ObservationCache:
 
     def frames(self, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Frames and valid masks (U, H, W) of the sorted unique frame indices `wanted`."""
-        parts_f, parts_v = [], []
+        shape = self.obs.shape if self.size is None else (self.size, self.size)
+        out_f = np.empty((len(wanted), *shape), np.uint8)
+        out_v = np.empty((len(wanted), *shape), bool)
         cids = wanted // self.chunk
+        at = 0
         for cid in np.unique(cids):
             f, v = self._get(int(cid))
             take = wanted[cids == cid] - cid * self.chunk
-            parts_f.append(f[take])
-            parts_v.append(v[take])
-        return np.concatenate(parts_f), np.concatenate(parts_v)
+            np.take(f, take, axis=0, out=out_f[at : at + len(take)])
+            np.take(v, take, axis=0, out=out_v[at : at + len(take)])
+            at += len(take)
+        return out_f, out_v
 
     def _get(self, cid: int) -> tuple[np.ndarray, np.ndarray]:
         if cid in self._cache:

@@ -196,3 +196,23 @@ def real_store(tmp_path_factory, sample_dir: Path):
     out = tmp_path_factory.mktemp("real") / "ry.zarr"
     ingest("dwd", [sample_dir / "dwd" / "ry_20251116_seq5_bz2"], out, workers=1)
     return Store.open(out)
+
+
+@pytest.mark.parametrize("p0", [1, 2, 64, 127, 128, 129, 200, 255])
+def test_dry_block_test_finds_a_lone_event_anywhere(p0: int) -> None:
+    """A block holding one value at (or just below) the lowest event pixel, at every position
+    of every 8-byte word, among zeros or values just below p0 (the 8-byte prefilter's edge
+    cases), also in frames whose rows start off an 8-byte boundary."""
+    n = 3 * 64 + 5
+    for fill in sorted({0, max(p0 - 1, 0)}):
+        for pos in range(0, n, 7):
+            for v in (p0 - 1, p0):
+                f = np.full((2, 1, n), fill, np.uint8)
+                f[1, 0, pos] = v
+                obs = np.full((1, n), 255, np.uint8)
+                valid = np.ones((1, n), bool)
+                acc = Contingency.init(1, 1, np.array([p0]))
+                # sample 1's frame starts n bytes in: unaligned for the 64-bit reads
+                acc.accumulate(f, obs, valid, np.array([[0], [0]]), np.array([0, 0]))
+                want = int(np.sum(f >= p0))
+                assert acc.counts[0, 0, 0, 0] == want, (p0, fill, pos, v)
