@@ -3,7 +3,9 @@
 Run on demand: ``python benchmarks/bench_verify.py``; results go to
 ``benchmarks/results/verify.md`` and ``verify.json``. Absolute times on a shared machine are
 noise: every figure is a ratio against a reference measured in the same run (each timing the
-best of its repeats, references and ours interleaved).
+best of its repeats, references and ours interleaved). Everything here runs in one process,
+after imports; `bench_e2e.py` times whole commands as a user does. Threads: ours uses
+``_kernels.threads()`` kernel threads (the cores, or ``NUMBA_NUM_THREADS``), pysteps one.
 
 Data: realistic rain on a 480×480 grid — the real KNMI RAD_NL25 composites of
 ``sample_data/knmi`` (rain over the Netherlands, 2010-08-26), a 480×480 window over the radar
@@ -207,6 +209,8 @@ def main() -> None:
         "samples": args.samples,
         "leads": args.leads,
         "edge": EDGE,
+        "threads_ours": _kernels.threads(),
+        "threads_pysteps": 1,
     }
     try:
         seeds = knmi_frames(work)
@@ -313,7 +317,9 @@ def write(r: dict) -> None:
     lines = [
         "# Verification benchmark",
         "",
-        f"`{r['command'].strip()}` on 2 shared cores, {r['date']}.",
+        f"`{r['command'].strip()}` on {os.cpu_count()} shared cores, {r['date']}; ours with "
+        f"{r['threads_ours']} kernel threads, pysteps with {r['threads_pysteps']} (NumPy, "
+        "single-threaded). In one process, after imports: `bench_e2e.md` has whole commands.",
         "",
         f"Data: {r['samples']} samples × {r['leads']} leads × {r['edge']}×{r['edge']} uint8 "
         f"from the real KNMI sample (valid fraction {r['valid_fraction']}, "

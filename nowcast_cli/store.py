@@ -629,18 +629,25 @@ class FrameReader:
 
 
 def _read_rows(
-    root: Path, arr: zarr.Array[Any], start: int, stop: int, out: np.ndarray | None = None
+    root: Path,
+    arr: zarr.Array[Any],
+    start: int,
+    stop: int,
+    out: np.ndarray | None = None,
+    leads: np.ndarray | None = None,
 ) -> np.ndarray:
     """Rows ``start:stop`` (first axis) of an array of this package's layout.
 
-    Arrays whose chunks span every axis but the first, of 1-byte (or native-endian) values,
-    stored plain or with zstd (what `Store` and `ForecastStore` create), are read by decoding
-    their chunk files directly with numcodecs' Zstd, the decoder zarr itself calls, on a few
-    threads and straight into the result: zarr's general read path (asyncio tasks, a buffer per
-    chunk, then a copy) took 2–5× longer for the large reads of verification here. Any other
-    layout, or codec, is read through zarr. `out`, if given, is a C-contiguous buffer with room
-    for at least the rows (reusing one spares the page faults of a fresh array per read); the
-    result is then a view of it.
+    Arrays whose chunks span every axis but the first — or, for (sample, lead, y, x) forecast
+    arrays, every axis but the first two with one lead per chunk — of 1-byte (or
+    native-endian) values, stored plain or with zstd (what `Store` and `ForecastStore`
+    create), are read by decoding their chunk files directly with numcodecs' Zstd, the decoder
+    zarr itself calls, on a few threads and straight into the result: zarr's general read path
+    (asyncio tasks, a buffer per chunk, then a copy) took 2–5× longer for the large reads of
+    verification here. Any other layout, or codec, is read through zarr. `leads` selects
+    entries of the second axis (with one lead per chunk, only their chunks are decoded).
+    `out`, if given, is a C-contiguous buffer with room for at least the rows (reusing one
+    spares the page faults of a fresh array per read); the result is then a view of it.
     """
     from numcodecs import Zstd
     from zarr.codecs import BytesCodec, ZstdCodec
@@ -651,42 +658,56 @@ def _read_rows(
     zstd = (
         len(codecs) == 2 and isinstance(codecs[0], BytesCodec) and isinstance(codecs[1], ZstdCodec)
     )
-    shape, chunks = arr.shape, arr.chunks
-    want = (stop - start, *shape[1:])
+    shape, chunks = tuple(arr.shape), tuple(arr.chunks)
+    sel = None if leads is None else np.asarray(leads, dtype=np.int64).reshape(-1)
+    if sel is not None and np.array_equal(sel, np.arange(shape[1])):
+        sel = None  # every lead: a plain read
+    want = (stop - start, *shape[1:]) if sel is None else (stop - start, len(sel), *shape[2:])
     endian = getattr(codecs[0], "endian", None) if codecs else None
     native = arr.dtype.itemsize == 1 or str(getattr(endian, "value", endian)) == sys.byteorder
-    direct = (plain or zstd) and native and tuple(chunks[1:]) == tuple(shape[1:])
+    whole_rows = chunks[1:] == shape[1:]
+    per_lead = len(shape) == 4 and chunks[1] == 1 and chunks[2:] == shape[2:]
+    direct = (plain or zstd) and native and (whole_rows or per_lead)
     if out is not None:
         if out.dtype != arr.dtype or out.shape[1:] != want[1:] or len(out) < want[0]:
             raise ValueError(f"out must be {arr.dtype} with room for {want}, got {out.shape}")
         out = out[: want[0]]
-        if not direct:
-            out[:] = arr[start:stop]
-            return out
-    elif not direct:
-        return np.asarray(arr[start:stop])
     else:
         out = np.empty(want, dtype=arr.dtype)
     if stop <= start:
         return out
-    flat = out.reshape(stop - start, -1).view(np.uint8)
+    if not direct or (whole_rows and sel is not None):  # read every lead, then select
+        every = _read_rows(root, arr, start, stop) if direct else np.asarray(arr[start:stop])
+        if sel is None:
+            out[:] = every
+        else:
+            np.take(every, sel, axis=1, out=out)
+        return out
     rows = chunks[0]
-    row_bytes = flat.shape[1]
     codec = Zstd() if zstd else None
-    zeros = (0,) * (len(shape) - 1)
+    planes = list(range(shape[1])) if (per_lead and sel is None) else sel
+    if per_lead:
+        assert planes is not None
+        flat = out.reshape(stop - start, len(planes), -1).view(np.uint8)
+    else:
+        flat = out.reshape(stop - start, 1, -1).view(np.uint8)
+    plane_bytes = flat.shape[2]
+    zeros = (0,) * (len(shape) - (2 if per_lead else 1))
 
-    def one(ci: int) -> None:
+    def one(job: tuple[int, int]) -> None:
+        ci, j = job
         c0 = ci * rows
         lo, hi = max(start, c0), min(stop, c0 + rows)
-        target = flat[lo - start : hi - start]
-        path = root / arr.path / meta.encode_chunk_key((ci, *zeros))
+        target = flat[lo - start : hi - start, j]
+        key = (ci, planes[j], *zeros) if per_lead and planes is not None else (ci, *zeros)
+        path = root / arr.path / meta.encode_chunk_key(key)
         try:
             raw = path.read_bytes()
         except FileNotFoundError:  # never written: the fill value
             target.view(arr.dtype)[:] = arr.fill_value
             return
-        whole = lo == c0 and hi == c0 + rows
-        buf = target if whole else np.empty((rows, row_bytes), np.uint8)
+        whole = lo == c0 and hi == c0 + rows and target.flags.c_contiguous
+        buf = target if whole else np.empty((rows, plane_bytes), np.uint8)
         if codec is None:
             buf.reshape(-1)[:] = np.frombuffer(raw, np.uint8)
         else:
@@ -695,13 +716,14 @@ def _read_rows(
             target[:] = buf[lo - c0 : hi - c0]
 
     ids = range(start // rows, (stop - 1) // rows + 1)
-    if len(ids) == 1:
-        one(ids[0])
+    jobs = [(ci, j) for ci in ids for j in range(flat.shape[1])]
+    if len(jobs) == 1:
+        one(jobs[0])
     else:
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(max_workers=min(len(ids), os.cpu_count() or 1)) as pool:
-            list(pool.map(one, ids))  # the decoder releases the GIL
+        with ThreadPoolExecutor(max_workers=min(len(jobs), os.cpu_count() or 1)) as pool:
+            list(pool.map(one, jobs))  # the decoder releases the GIL
     return out
 
 
@@ -1008,7 +1030,9 @@ class ForecastStore:
             What produced the forecasts: ``model``, ``loss``, ``run``, ``checkpoint``,
             ``config``… (JSON-serializable).
         chunk_samples : int, optional
-            Samples per chunk (default: about 4 MB per chunk).
+            Samples per chunk (default: about 4 MB of all leads). Each chunk holds one lead,
+            so that verification reads the leads it scores only (the forecasts, not the
+            reconstructions).
         fine : bool
             Also keep ``forecast_fine`` (uint16, pixel × 256): for continuous model output.
 
@@ -1048,7 +1072,7 @@ class ForecastStore:
                 group,
                 "forecast",
                 (0, len(leads), rows, cols),
-                (cs, len(leads), rows, cols),
+                (cs, 1, rows, cols),
                 "uint8",
                 0,
                 ["sample", "lead", "y", "x"],
@@ -1059,7 +1083,7 @@ class ForecastStore:
                     group,
                     FINE_NAME,
                     (0, len(leads), rows, cols),
-                    (cs, len(leads), rows, cols),
+                    (cs, 1, rows, cols),
                     "uint16",
                     0,
                     ["sample", "lead", "y", "x"],
@@ -1219,13 +1243,20 @@ class ForecastStore:
         return FINE_NAME in self.group
 
     def read(
-        self, start: int, stop: int, out: np.ndarray | None = None, fine: bool = False
+        self,
+        start: int,
+        stop: int,
+        out: np.ndarray | None = None,
+        fine: bool = False,
+        leads: np.ndarray | None = None,
     ) -> np.ndarray:
         """Forecasts of committed samples ``start:stop``, (k, lead, y, x).
 
         uint8 pixels (``forecast``), or with `fine` uint16 codes (``forecast_fine``, pixel ×
-        256). `out`, a buffer of that dtype with room for at least k samples, is filled and a
-        view of it returned (a reader of many chunks reuses one instead of allocating).
+        256); `leads`, positions along the lead axis, reads those only (a store written with
+        one lead per chunk decodes nothing else). `out`, a buffer of that dtype with room for
+        at least k samples, is filled and a view of it returned (a reader of many chunks reuses
+        one instead of allocating).
         """
         n = len(self)
         if not (0 <= start <= stop <= n):
@@ -1235,7 +1266,7 @@ class ForecastStore:
             raise StoreError(f"{self.path}: holds no {FINE_NAME} (whole-pixel forecasts)")
         if name not in self._arrays:
             self._arrays[name] = _arr(self.group, name)
-        return _read_rows(self.path, self._arrays[name], start, stop, out)
+        return _read_rows(self.path, self._arrays[name], start, stop, out, leads)
 
     def uncommitted(self) -> int:
         """Samples written by an interrupted run but never committed (invisible)."""

@@ -569,10 +569,10 @@ class _ObservationCache:
 
 @dataclass
 class _Batch:
-    fcst: list[np.ndarray]  # one (S, L_all, H, W) per forecast store
+    fcst: list[np.ndarray]  # one (S, L, H, W) per forecast store, the scored leads
     obs: np.ndarray
     valid: np.ndarray
-    index: np.ndarray  # (S, L_all) into obs, −1 unscored
+    index: np.ndarray  # (S, L) into obs, −1 unobserved
     block: np.ndarray
     count: int
     obs_ids: np.ndarray  # (U,) the store's frame index of each row of obs
@@ -590,21 +590,18 @@ def _batches(
     n = len(positions[0])
     cs = first.fstore.chunk_samples
     width = 2 if first.fstore.has_fine else 1  # bytes per forecast value
-    sample_bytes = width * len(first.fstore.lead_minutes) * math.prod(first.fstore.shape)
+    leads = first.lead_sel  # only the scored leads are read
+    sample_bytes = width * len(leads) * math.prod(first.fstore.shape)
     step = max(cs, BATCH_BYTES // max(1, sample_bytes) // cs * cs)
     bounds = [(lo, min(n, lo + step)) for lo in range(0, n, step)]
-    full_index = np.full((n, len(first.fstore.lead_minutes)), -1, np.int64)
-    full_index[:, first.lead_sel] = match
     # the cache holds the observation chunks of one batch and of the one read ahead
     obs_chunk = first.obs.time_chunk(first.size)
-    touched = [
-        len(np.unique(full_index[lo:hi][full_index[lo:hi] >= 0] // obs_chunk)) for lo, hi in bounds
-    ]
+    touched = [len(np.unique(match[lo:hi][match[lo:hi] >= 0] // obs_chunk)) for lo, hi in bounds]
     cache = _ObservationCache(first.obs, first.size, 2 * max(touched, default=1) + 1)
 
     # two sets of forecast buffers, alternating: one batch is scored while the next is read
     # into the other (reused, so the reads do not page-fault fresh memory every time)
-    sample_shape = (len(first.fstore.lead_minutes), *first.fstore.shape)
+    sample_shape = (len(leads), *first.fstore.shape)
     buffers: dict[tuple[int, int], np.ndarray] = {}
 
     def load(i: int) -> _Batch:
@@ -617,9 +614,9 @@ def _batches(
             if buf is None or len(buf) < rows:
                 dtype = np.uint16 if fs.has_fine else np.uint8
                 buf = buffers[(i % 2, j)] = np.empty((max(rows, step), *sample_shape), dtype)
-            data = fs.read(int(p[0]), int(p[-1]) + 1, out=buf, fine=fs.has_fine)
+            data = fs.read(int(p[0]), int(p[-1]) + 1, out=buf, fine=fs.has_fine, leads=leads)
             fc.append(data if len(data) == len(p) else data[p - p[0]])
-        idx = full_index[lo:hi]
+        idx = match[lo:hi]
         wanted = np.unique(idx[idx >= 0])
         if len(wanted):
             obs, valid = cache.frames(wanted)
@@ -657,16 +654,16 @@ def _accumulate(
     progress: Progress | None,
 ) -> list[_Accumulators]:
     first = targets[0]
-    n_leads_all = len(first.fstore.lead_minutes)
+    n_leads = len(first.lead_sel)
     accs = []
     for _ in targets:
         ct = (
-            Contingency.init(n_blocks, n_leads_all, pixels, fine)
+            Contingency.init(n_blocks, n_leads, pixels, fine)
             if "categorical" in groups
             else None
         )
         cn = (
-            Continuous.init(n_blocks, n_leads_all, first.obs.zr) if "continuous" in groups else None
+            Continuous.init(n_blocks, n_leads, first.obs.zr) if "continuous" in groups else None
         )
         accs.append(_Accumulators(ct, cn))
     done = 0
@@ -698,13 +695,6 @@ def _accumulate(
         done += batch.count
         if progress:
             progress("verify", done, total)
-    # keep the scored leads only
-    for acc in accs:
-        if acc.contingency is not None:
-            acc.contingency.counts = acc.contingency.counts[:, first.lead_sel]
-        if acc.continuous is not None:
-            acc.continuous.sums = acc.continuous.sums[:, first.lead_sel]
-            acc.continuous.frames = acc.continuous.frames[:, first.lead_sel]
     return accs
 
 

@@ -182,6 +182,14 @@ def test_direct_chunk_reads_equal_zarr(tmp_path: Path) -> None:
             data,
         ),
         "bool": (g.create_array("mask", shape=mask.shape, chunks=(6, 5, 4), dtype="bool"), mask),
+        "per-lead": (  # forecast stores: one lead per chunk
+            g.create_array("perlead", shape=data.shape, chunks=(4, 1, 5, 4), dtype="uint8"),
+            data,
+        ),
+        "per-lead-uint16": (
+            g.create_array("perlead16", shape=data.shape, chunks=(1, 1, 5, 4), dtype="uint16"),
+            data.astype(np.uint16) * 3,
+        ),
         "uint16": (  # fine forecasts: 2-byte values, little-endian
             g.create_array("fine", shape=data.shape, chunks=(4, 3, 5, 4), dtype="uint16"),
             data.astype(np.uint16) * 257 + 1,
@@ -207,9 +215,15 @@ def test_direct_chunk_reads_equal_zarr(tmp_path: Path) -> None:
     # a chunk that was never written reads as the fill value
     (tmp_path / "z" / "zstd" / "c" / "1" / "0" / "0" / "0").unlink()
     (tmp_path / "z" / "fine" / "c" / "2" / "0" / "0" / "0").unlink()
-    expect = {"zstd": data.copy(), "uint16": arrays["uint16"][1].copy()}
+    (tmp_path / "z" / "perlead" / "c" / "1" / "2" / "0" / "0").unlink()
+    expect = {
+        "zstd": data.copy(),
+        "uint16": arrays["uint16"][1].copy(),
+        "per-lead": data.copy(),
+    }
     expect["zstd"][4:8] = 0
     expect["uint16"][8:12] = 0
+    expect["per-lead"][4:8, 2] = 0
     for name, (arr, values) in arrays.items():
         want_all = expect.get(name, values)
         for start, stop in [(0, 23), (3, 9), (8, 12), (22, 23), (5, 5), (0, 1)]:
@@ -217,6 +231,12 @@ def test_direct_chunk_reads_equal_zarr(tmp_path: Path) -> None:
             assert got.dtype == values.dtype, name
             assert np.array_equal(got, want_all[start:stop]), (name, start, stop)
             assert np.array_equal(got, np.asarray(arr[start:stop])), (name, start, stop)
+            if values.ndim == 4:  # a selection of leads, in any order, into a buffer
+                for leads in ([1], [2, 0], [0, 1, 2]):
+                    buf = np.full((stop - start + 2, len(leads), 5, 4), 7, values.dtype)
+                    got = _read_rows(tmp_path / "z", arr, start, stop, out=buf, leads=leads)
+                    want = want_all[start:stop][:, leads]
+                    assert np.array_equal(got, want), (name, start, stop, leads)
 
 
 def test_fine_forecasts_round_trip_and_are_required_where_kept(tmp_path: Path, obs) -> None:
