@@ -657,14 +657,8 @@ def _accumulate(
     n_leads = len(first.lead_sel)
     accs = []
     for _ in targets:
-        ct = (
-            Contingency.init(n_blocks, n_leads, pixels, fine)
-            if "categorical" in groups
-            else None
-        )
-        cn = (
-            Continuous.init(n_blocks, n_leads, first.obs.zr) if "continuous" in groups else None
-        )
+        ct = Contingency.init(n_blocks, n_leads, pixels, fine) if "categorical" in groups else None
+        cn = Continuous.init(n_blocks, n_leads, first.obs.zr) if "continuous" in groups else None
         accs.append(_Accumulators(ct, cn))
     done = 0
     total = len(match)
