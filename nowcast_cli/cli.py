@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -207,6 +208,18 @@ def ingest(
         show.show_ingest(report)
     if strict and report.failed:
         raise _fail(f"{len(report.failed)} file(s) failed (--strict)")
+    if report.failed and not report.written:
+        first = report.failed[0]
+        more = f" and {len(report.failed) - 1} more" if len(report.failed) > 1 else ""
+        kept = (
+            f"{report.store} is unchanged"
+            if report.frames
+            else f"no store was left at {report.store}"
+        )
+        raise _fail(
+            f"nothing written: {first.name}: {first.reason}{more} ({kept}; is the input "
+            f"{source} data? See `nowcast list sources`)"
+        )
 
 
 # -- train ---------------------------------------------------------------------------------------
@@ -318,9 +331,14 @@ def train(
         options[key] = options.pop(flag)
     options = {k: str(v) if isinstance(v, Path) else v for k, v in options.items()}
     options["resume"] = resume or None
+    from nowcast_cli.store import ensure_copy, resolve_store
     from nowcast_cli.train import configure, fit
 
     cfg = configure(options, config)
+    if cfg.model and cfg.loss and os.environ.get("RANK", "0") == "0":
+        # a missing training copy is made once from the store's full grid, with a bar
+        with show.Progress(enabled=not (_State.quiet or _State.as_json)) as bar:
+            ensure_copy(resolve_store(cfg.data.store), cfg.data.size, progress=bar.update)
     with show.TrainProgress(enabled=not (_State.quiet or _State.as_json)) as bar:
         result = fit(cfg, progress=bar.update)
     if result.rank != 0:
@@ -748,7 +766,13 @@ def list_stores_cmd(as_json: JsonOpt = False) -> None:
             info = s.summary()
         info["path"] = str(p.relative_to(cwd)) if p.is_relative_to(cwd) else str(p)
         rows.append({k: info[k] for k in ("path", "product", "frames", "start", "end")})
-    _print_rows(rows, ["path", "product", "frames", "start", "end"], "stores")
+    _print_rows(
+        rows,
+        ["path", "product", "frames", "start", "end"],
+        "stores",
+        empty="no stores in ./nowcast-data: make one with `nowcast ingest SOURCE RAW...` "
+        "(`nowcast list sources` names the sources), or pass --store to a command",
+    )
 
 
 @list_app.command("runs")
@@ -768,12 +792,23 @@ def list_runs_cmd(as_json: JsonOpt = False) -> None:
             }
             for r in rows
         ]
-    _print_rows(rows, ["name", "model", "loss", "steps", "select", "best_score"], "runs")
+    _print_rows(
+        rows,
+        ["name", "model", "loss", "steps", "select", "best_score"],
+        "runs",
+        empty="no runs in ./runs: train one with `nowcast train --model MODEL --loss LOSS`, or "
+        "forecast with a baseline: `nowcast predict --model persistence`",
+    )
 
 
-def _print_rows(rows: list[dict[str, Any]], columns: list[str], what: str) -> None:
+def _print_rows(
+    rows: list[dict[str, Any]], columns: list[str], what: str, empty: str | None = None
+) -> None:
     if _State.as_json:
         _print_json(rows)
+        return
+    if not rows and empty is not None:
+        typer.echo(empty)
         return
     from rich.table import Table
 

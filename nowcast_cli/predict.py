@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from nowcast_cli import runs
-from nowcast_cli.encoding import unit_to_pixel
+from nowcast_cli.encoding import unit_to_fine, unit_to_pixel
 from nowcast_cli.errors import ConfigError, DataError, RunError, StoreError
 from nowcast_cli.store import Location, is_url, location
 
@@ -231,7 +231,7 @@ def _iso(t: int | None) -> str:
 def _plan(cfg: PredictConfig) -> _Job:
     from nowcast_cli.checkpoint import read_checkpoint
     from nowcast_cli.config import DataConfig
-    from nowcast_cli.store import Store, resolve_store
+    from nowcast_cli.store import Store, ensure_copy, resolve_store
 
     run: Path | None = None
     checkpoint: Path | None = None
@@ -255,6 +255,8 @@ def _plan(cfg: PredictConfig) -> _Job:
                 )
     data_opts.update({k: v for k, v in given.items() if v is not None})
     store_path = resolve_store(cfg.store or data_opts.get("store"))
+    if not cfg.native and "size" in data_opts:
+        ensure_copy(store_path, int(data_opts["size"]))  # made once from the full grid
     with Store.open(store_path) as store:
         if "size" not in data_opts:
             data_opts["size"] = store.sizes[0] if len(store.sizes) == 1 else 120
@@ -403,7 +405,9 @@ def forecast(cfg: PredictConfig, progress: Progress | None = None) -> PredictRes
                 progress("predict", 0, total)
             for batch in _chunks(idx, cfg.batch):
                 frames = _read_inputs(reader, job.inputs[batch])  # (B, m, H, W) uint8
-                fstore.append(job.issue[batch], predictor(frames))
+                pixels, fine = predictor(frames)
+                # a store begun before fine forecasts were kept is resumed without them
+                fstore.append(job.issue[batch], pixels, fine if fstore.has_fine else None)
                 written += len(batch)
                 if progress is not None:
                     progress("predict", written, total)
@@ -442,7 +446,12 @@ def _open_output(job: _Job, obs: Any, overwrite: bool) -> Any:
             folder = job.out.parent if isinstance(job.out, Path) else job.run
             (folder / stale).unlink(missing_ok=True)
     return ForecastStore.create(
-        job.out, observations=obs, size=job.size, lead_minutes=job.leads, attrs=job.attrs
+        job.out,
+        observations=obs,
+        size=job.size,
+        lead_minutes=job.leads,
+        attrs=job.attrs,
+        fine=job.model not in BASELINES,  # a network's continuous output, kept unrounded
     )
 
 
@@ -458,25 +467,32 @@ def _read_inputs(reader: Any, inputs: np.ndarray) -> np.ndarray:
     return frames
 
 
-def _predictor(job: _Job, cfg: PredictConfig) -> Callable[[np.ndarray], np.ndarray]:
-    """A function from observed frames (B, m, H, W) uint8 to forecasts (B, L, H, W) uint8."""
+Forecasts = tuple[np.ndarray, np.ndarray | None]
+
+
+def _predictor(job: _Job, cfg: PredictConfig) -> Callable[[np.ndarray], Forecasts]:
+    """A function from observed frames (B, m, H, W) uint8 to forecasts (B, L, H, W).
+
+    It returns uint8 pixels, and for a network its output as uint16 fine codes (None for the
+    baselines, whose forecasts are whole pixels).
+    """
     if job.model == "extrapolation":
         from nowcast_cli.baselines import extrapolate
 
         n = job.out_frames
 
-        def extrapolation(frames: np.ndarray) -> np.ndarray:
-            return np.stack([extrapolate(f, n, motion=cfg.motion) for f in frames])
+        def extrapolation(frames: np.ndarray) -> Forecasts:
+            return np.stack([extrapolate(f, n, motion=cfg.motion) for f in frames]), None
 
         extrapolation(np.zeros((1, job.in_frames, 4, 4), np.uint8))  # fail early without pysteps
         return extrapolation
     if job.model == "persistence":
         m, n = job.in_frames, job.out_frames
 
-        def persistence(frames: np.ndarray) -> np.ndarray:
+        def persistence(frames: np.ndarray) -> Forecasts:
             # the rollout of `create_model("persistence")`: X̂_{s+1} = X_s, then X_{m−1} repeated
             last = np.repeat(frames[:, m - 1 : m], n, axis=1)
-            return np.ascontiguousarray(np.concatenate([frames[:, : m - 1], last], axis=1))
+            return np.ascontiguousarray(np.concatenate([frames[:, : m - 1], last], axis=1)), None
 
         return persistence
     import torch
@@ -493,10 +509,11 @@ def _predictor(job: _Job, cfg: PredictConfig) -> Callable[[np.ndarray], np.ndarr
     model.to(device).eval()
     n = job.out_frames
 
-    def network(frames: np.ndarray) -> np.ndarray:
+    def network(frames: np.ndarray) -> Forecasts:
         with torch.inference_mode():
             x = torch.from_numpy(frames).to(device).unsqueeze(2).float().div_(255.0)
             out = model(x, n)  # (B, m + n − 1, 1, H, W), linear outputs on the [0, 1] scale
-            return unit_to_pixel(out.squeeze(2).cpu().numpy())
+            y = out.squeeze(2).cpu().numpy()
+            return unit_to_pixel(y), unit_to_fine(y)
 
     return network

@@ -35,7 +35,7 @@ import torch
 
 from nowcast_cli.config import DataConfig, parse_range
 from nowcast_cli.errors import DataError, StoreError
-from nowcast_cli.store import Store, iso, location
+from nowcast_cli.store import Store, ensure_copy, iso, location
 
 __all__ = [
     "MIX_BLOCKS",
@@ -116,14 +116,10 @@ class Splits:
 
 
 def check_size(store: Store, size: int) -> None:
-    """Raise unless the store holds a `size`×`size` training copy (naming how to get one)."""
+    """Raise unless the store holds a `size`×`size` training copy (`ensure_copy` makes one)."""
     if size not in store.sizes:
         have = ", ".join(f"{s}×{s} (--size {s})" for s in store.sizes) or "none"
-        source = store.attrs.get("source", "SOURCE")
-        raise StoreError(
-            f"{store.path} has no {size}×{size} training copy (it has {have}); ingest into a "
-            f"new store with one: nowcast ingest {source} RAW... --out NEW.zarr --size {size}"
-        )
+        raise StoreError(f"{store.path} has no {size}×{size} training copy (it has {have})")
 
 
 def find_windows(
@@ -409,6 +405,7 @@ def _no_window_message(store: Store, times: np.ndarray, interval: int, cfg: Data
 
 def make_splits(cfg: DataConfig, store_path: str | Path) -> Splits:
     """Open the store, check its training copy and split its windows (see `split_windows`)."""
+    ensure_copy(store_path, cfg.size)
     with Store.open(store_path) as store:
         check_size(store, cfg.size)
         splits = split_windows(store, cfg)

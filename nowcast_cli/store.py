@@ -41,8 +41,9 @@ import fcntl
 import json
 import os
 import re
+import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,7 @@ from zarr.storage import LocalStore
 
 from nowcast_cli import __version__, encoding
 from nowcast_cli.errors import ConfigError, MissingDependencyError, NowcastError, StoreError
-from nowcast_cli.grid import Box, Grid, centred_square
+from nowcast_cli.grid import NORTH_UP, Box, Grid, centred_square
 
 FORMAT = "nowcast-observations"
 FORMAT_VERSION = 1
@@ -62,6 +63,7 @@ FULL_CHUNK_T = 8
 COARSE_CHUNK_T = 64
 MAX_LOGGED_FAILURES = 500
 DEFAULT_DIR = "nowcast-data"
+CENTRED_RULE = "largest centred square of the grid"
 
 
 #: where a store lives: a local folder, or a URL (see `location`)
@@ -269,10 +271,13 @@ class Store:
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
-    def open(cls, path: str | Path, mode: str = "r") -> Store:
-        """Open an existing store (``mode`` "r" to read, "a" to append under a lock)."""
+    def open(cls, path: str | Path, mode: str = "r", wait: bool = False) -> Store:
+        """Open an existing store (``mode`` "r" to read, "a" to append under a lock).
+
+        With `wait`, "a" waits for another (local) writer to finish instead of failing.
+        """
         p = location(path)
-        group, lock = _open_group(p, mode, FORMAT, FORMAT_VERSION, "store")
+        group, lock = _open_group(p, mode, FORMAT, FORMAT_VERSION, "store", wait)
         return cls(p, group, lock)
 
     @classmethod
@@ -360,26 +365,9 @@ class Store:
                     )
                 sa = _array(group, name, a.shape, a.shape, a.dtype.str, 0, ["y", "x"], {})
                 sa[:] = a
+            rule = "chosen at ingest (--crop)" if crop is not None else CENTRED_RULE
             for size in sizes:
-                sub = group.require_group(f"coarse/{size}")
-                sub.attrs.update(
-                    {
-                        "size": size,
-                        "method": "area mean of rain rate; valid if ≥ half the area is valid",
-                        "crop": box.as_list(),
-                        "crop_m": grid.box_extent(box),
-                        "crop_rule": (
-                            "chosen at ingest (--crop)"
-                            if crop is not None
-                            else "largest centred square of the grid"
-                        ),
-                        "crop_note": (
-                            "region of the full grid covered: pixels [x0, y0, x1, y1], row 0 at "
-                            "the top, ends exclusive; crop_m: its projected bounds in metres"
-                        ),
-                    }
-                )
-                _frame_arrays(sub, size, size, COARSE_CHUNK_T)
+                _coarse_group(group, size, box, grid, rule)
             group.attrs.update(
                 {
                     "nowcast": {
@@ -591,6 +579,73 @@ class Store:
         _consolidate(self.path)
         self._dirty = False
 
+    def add_copy(
+        self,
+        size: int,
+        *,
+        workers: int | None = None,
+        progress: Callable[[str, int, int], None] | None = None,
+    ) -> None:
+        """Make the size×size training copy of every committed frame, as ingest makes it.
+
+        The copy is the area mean in rain rate of the full grid (`nowcast_cli.resample`), over
+        the region the store's other copies cover (or the largest centred square), chunk by
+        chunk on `workers` threads. It becomes visible at the end, when `size` joins the
+        store's ``coarse_sizes``: an interrupted build leaves no half copy (the next one starts
+        over), and later ingests maintain the copy like the others.
+
+        Raises
+        ------
+        StoreError
+            If the store is open read-only.
+        ConfigError
+            If `size` does not fit the region.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        from nowcast_cli.resample import Coarsener
+
+        if self._lock is None:
+            raise StoreError(f"{self.path}: opened read-only")
+        if size in self.sizes:
+            return
+        box, rule = None, CENTRED_RULE
+        for other in self.sizes:
+            box = self.crop(other)
+            if box is not None:
+                rule = str(self._coarse(other).attrs.get("crop_rule", "recorded region"))
+                break
+        box = box or centred_square(*self.shape)
+        if box.width < size:
+            raise ConfigError(
+                f"{self.path}: a {size}x{size} training copy cannot be made from its "
+                f"{box.width}x{box.height} region (copies average the full grid, never upsample)"
+            )
+        box.check(self.shape, size)
+        name = f"coarse/{size}"
+        if name in self.group:  # left by an interrupted build: never committed
+            del self.group[name]
+        _coarse_group(self.group, size, box, _grid(self.attrs.get("grid", {}), self.shape), rule)
+        coarsen = Coarsener(self.shape, size, self.zr, box)
+        n = len(self)
+        frames = self._array_for_writing(name + "/frames")
+        valid = self._array_for_writing(name + "/valid")
+        frames.resize((n, size, size))
+        valid.resize((n, size, size))
+        if progress:
+            progress("copy", 0, n)
+        nworkers = max(1, workers or os.cpu_count() or 1)
+        with ThreadPoolExecutor(max_workers=nworkers) as pool:  # the kernels release the GIL
+            for lo, hi in iter_chunks(n, COARSE_CHUNK_T):
+                f, v = self.read(lo, hi)
+                out = list(pool.map(coarsen, f, v))
+                frames[lo:hi] = np.stack([o[0] for o in out])
+                valid[lo:hi] = np.stack([o[1] for o in out])
+                if progress:
+                    progress("copy", hi, n)
+        self.group.attrs["coarse_sizes"] = [*self.sizes, size]  # the commit
+        self.consolidate()
+
     def log_run(self, record: dict[str, Any]) -> None:
         """Append an ingest run record (failures capped) to the ``ingest_log`` attribute."""
         rec = json.loads(json.dumps(record, default=str))
@@ -784,19 +839,27 @@ class FrameReader:
 
 
 def _read_rows(
-    root: Location, arr: zarr.Array[Any], start: int, stop: int, out: np.ndarray | None = None
+    root: Location,
+    arr: zarr.Array[Any],
+    start: int,
+    stop: int,
+    out: np.ndarray | None = None,
+    leads: np.ndarray | None = None,
 ) -> np.ndarray:
     """Rows ``start:stop`` (first axis) of an array of this package's layout.
 
-    Arrays whose chunks span every axis but the first, of 1-byte values, stored plain or with
-    zstd (what `Store` and `ForecastStore` create), are read by decoding their chunk files
-    directly with numcodecs' Zstd, the decoder zarr itself calls, on a few threads and
-    straight into the result: zarr's general read path (asyncio tasks, a buffer per chunk,
-    then a copy) took 2–5× longer for the large reads of verification here. Any other layout, or
-    codec, is read through zarr. `out`, if given, is a C-contiguous buffer with room for at
-    least the rows (reusing one spares the page faults of a fresh array per read); the result
-    is then a view of it. From a URL the chunk objects are fetched concurrently through zarr's
-    store (one round trip for the lot), then decoded the same way.
+    Arrays whose chunks span every axis but the first — or, for (sample, lead, y, x) forecast
+    arrays, every axis but the first two with one lead per chunk — of 1-byte (or
+    native-endian) values, stored plain or with zstd (what `Store` and `ForecastStore`
+    create), are read by decoding their chunk files directly with numcodecs' Zstd, the decoder
+    zarr itself calls, on a few threads and straight into the result: zarr's general read path
+    (asyncio tasks, a buffer per chunk, then a copy) took 2–5× longer for the large reads of
+    verification here. Any other layout, or codec, is read through zarr. `leads` selects
+    entries of the second axis (with one lead per chunk, only their chunks are decoded).
+    `out`, if given, is a C-contiguous buffer with room for at least the rows (reusing one
+    spares the page faults of a fresh array per read); the result is then a view of it. From a
+    URL the chunk objects are fetched concurrently through zarr's store (one round trip for the
+    lot), then decoded the same way.
     """
     from numcodecs import Zstd
     from zarr.codecs import BytesCodec, ZstdCodec
@@ -807,57 +870,80 @@ def _read_rows(
     zstd = (
         len(codecs) == 2 and isinstance(codecs[0], BytesCodec) and isinstance(codecs[1], ZstdCodec)
     )
-    shape, chunks = arr.shape, arr.chunks
-    want = (stop - start, *shape[1:])
-    direct = (plain or zstd) and arr.dtype.itemsize == 1 and tuple(chunks[1:]) == tuple(shape[1:])
+    shape, chunks = tuple(arr.shape), tuple(arr.chunks)
+    sel = None if leads is None else np.asarray(leads, dtype=np.int64).reshape(-1)
+    if sel is not None and np.array_equal(sel, np.arange(shape[1])):
+        sel = None  # every lead: a plain read
+    want = (stop - start, *shape[1:]) if sel is None else (stop - start, len(sel), *shape[2:])
+    endian = getattr(codecs[0], "endian", None) if codecs else None
+    native = arr.dtype.itemsize == 1 or str(getattr(endian, "value", endian)) == sys.byteorder
+    whole_rows = chunks[1:] == shape[1:]
+    per_lead = len(shape) == 4 and chunks[1] == 1 and chunks[2:] == shape[2:]
+    direct = (plain or zstd) and native and (whole_rows or per_lead)
     if out is not None:
         if out.dtype != arr.dtype or out.shape[1:] != want[1:] or len(out) < want[0]:
             raise ValueError(f"out must be {arr.dtype} with room for {want}, got {out.shape}")
         out = out[: want[0]]
-        if not direct:
-            out[:] = arr[start:stop]
-            return out
-    elif not direct:
-        try:
-            return np.asarray(arr[start:stop])
-        except Exception as exc:
-            _raise_remote(root, exc, f"cannot read {arr.path} {start}:{stop}")
-            raise
     else:
         out = np.empty(want, dtype=arr.dtype)
     if stop <= start:
         return out
-    flat = out.reshape(stop - start, -1).view(np.uint8)
+    if not direct or (whole_rows and sel is not None):  # read every lead, then select
+        if direct:
+            every = _read_rows(root, arr, start, stop)
+        else:
+            try:
+                every = np.asarray(arr[start:stop])
+            except Exception as exc:
+                _raise_remote(root, exc, f"cannot read {arr.path} {start}:{stop}")
+                raise
+        if sel is None:
+            out[:] = every
+        else:
+            np.take(every, sel, axis=1, out=out)
+        return out
     rows = chunks[0]
-    row_bytes = flat.shape[1]
     codec = Zstd() if zstd else None
-    fill = np.asarray(arr.fill_value, dtype=arr.dtype).view(np.uint8)
-    zeros = (0,) * (len(shape) - 1)
+    planes = list(range(shape[1])) if (per_lead and sel is None) else sel
+    if per_lead:
+        assert planes is not None
+        flat = out.reshape(stop - start, len(planes), -1).view(np.uint8)
+    else:
+        flat = out.reshape(stop - start, 1, -1).view(np.uint8)
+    plane_bytes = flat.shape[2]
+    zeros = (0,) * (len(shape) - (2 if per_lead else 1))
     ids = range(start // rows, (stop - 1) // rows + 1)
+    jobs = [(ci, j) for ci in ids for j in range(flat.shape[1])]
     local = root if isinstance(root, Path) else None
-    fetched: dict[int, Any] = {}
-    if local is None:
-        keys = [meta.encode_chunk_key((ci, *zeros)) for ci in ids]
-        fetched = dict(zip(ids, _fetch(root, arr, keys), strict=True))
+    fetched: dict[tuple[int, ...], Any] = {}
+    if local is None:  # every chunk object of the read in one concurrent round of requests
+        chunk_keys = [
+            (ci, planes[j], *zeros) if per_lead and planes is not None else (ci, *zeros)
+            for ci, j in jobs
+        ]
+        names = [meta.encode_chunk_key(k) for k in chunk_keys]
+        fetched = dict(zip(chunk_keys, _fetch(root, arr, names), strict=True))
 
-    def one(ci: int) -> None:
+    def one(job: tuple[int, int]) -> None:
+        ci, j = job
         c0 = ci * rows
         lo, hi = max(start, c0), min(stop, c0 + rows)
-        target = flat[lo - start : hi - start]
+        target = flat[lo - start : hi - start, j]
+        key = (ci, planes[j], *zeros) if per_lead and planes is not None else (ci, *zeros)
         raw: Any
         if local is not None:
             try:
-                raw = (local / arr.path / meta.encode_chunk_key((ci, *zeros))).read_bytes()
+                raw = (local / arr.path / meta.encode_chunk_key(key)).read_bytes()
             except FileNotFoundError:  # never written: the fill value
-                target[:] = fill
+                target.view(arr.dtype)[:] = arr.fill_value
                 return
         else:
-            raw = fetched[ci]
+            raw = fetched[key]
             if raw is None:
-                target[:] = fill
+                target.view(arr.dtype)[:] = arr.fill_value
                 return
-        whole = lo == c0 and hi == c0 + rows
-        buf = target if whole else np.empty((rows, row_bytes), np.uint8)
+        whole = lo == c0 and hi == c0 + rows and target.flags.c_contiguous
+        buf = target if whole else np.empty((rows, plane_bytes), np.uint8)
         if codec is None:
             buf.reshape(-1)[:] = np.frombuffer(raw, np.uint8)
         else:
@@ -865,13 +951,13 @@ def _read_rows(
         if not whole:
             target[:] = buf[lo - c0 : hi - c0]
 
-    if len(ids) == 1:
-        one(ids[0])
+    if len(jobs) == 1:
+        one(jobs[0])
     else:
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(max_workers=min(len(ids), os.cpu_count() or 1)) as pool:
-            list(pool.map(one, ids))  # the decoder releases the GIL
+        with ThreadPoolExecutor(max_workers=min(len(jobs), os.cpu_count() or 1)) as pool:
+            list(pool.map(one, jobs))  # the decoder releases the GIL
     return out
 
 
@@ -925,8 +1011,22 @@ def _new_group(p: Location) -> zarr.Group:
     return zarr.open_group(zarr_store(p, read_only=False), mode="w", zarr_format=3)
 
 
+def _grid(attrs: dict[str, Any], shape: tuple[int, int]) -> Grid:
+    """The `Grid` of a store's ``grid`` attribute."""
+    return Grid(
+        str(attrs.get("name", "")),
+        int(attrs.get("rows", shape[0])),
+        int(attrs.get("cols", shape[1])),
+        float(attrs.get("cell_m") or 0.0),
+        str(attrs.get("projection") or ""),
+        attrs.get("x_ll_m"),
+        attrs.get("y_ll_m"),
+        str(attrs.get("orientation") or NORTH_UP),
+    )
+
+
 def _open_group(
-    p: Location, mode: str, fmt: str, version: int, what: str
+    p: Location, mode: str, fmt: str, version: int, what: str, wait: bool = False
 ) -> tuple[zarr.Group, Any]:
     """The Zarr group of a nowcast `what` and its writer lock (mode "a"; else None).
 
@@ -936,7 +1036,7 @@ def _open_group(
         if isinstance(p, Path) and p.exists():
             raise StoreError(f"{p}: not a nowcast {what} (no zarr.json)")
         raise StoreError(f"{p}: no such {what}")
-    lock = (_acquire_lock(p) if isinstance(p, Path) else _NoLock()) if mode == "a" else None
+    lock = (_acquire_lock(p, wait) if isinstance(p, Path) else _NoLock()) if mode == "a" else None
     try:
         group = zarr.open_group(
             zarr_store(p, read_only=mode == "r"),
@@ -998,6 +1098,26 @@ def _arr(group: zarr.Group, name: str) -> zarr.Array[Any]:
     return node
 
 
+def _coarse_group(group: zarr.Group, size: int, box: Box, grid: Grid, rule: str) -> zarr.Group:
+    """Create the empty ``coarse/<size>`` group: its attributes and frame arrays."""
+    sub = group.require_group(f"coarse/{size}")
+    sub.attrs.update(
+        {
+            "size": size,
+            "method": "area mean of rain rate; valid if ≥ half the area is valid",
+            "crop": box.as_list(),
+            "crop_m": grid.box_extent(box),
+            "crop_rule": rule,
+            "crop_note": (
+                "region of the full grid covered: pixels [x0, y0, x1, y1], row 0 at "
+                "the top, ends exclusive; crop_m: its projected bounds in metres"
+            ),
+        }
+    )
+    _frame_arrays(sub, size, size, COARSE_CHUNK_T)
+    return sub
+
+
 def _frame_arrays(group: zarr.Group, rows: int, cols: int, chunk_t: int) -> None:
     """Create the empty, time-growing ``frames`` and ``valid`` arrays of a group."""
     dims = ["time", "y", "x"]
@@ -1050,13 +1170,13 @@ def lock_path(path: Path) -> Path:
     return path.parent / f".{path.name}.lock"
 
 
-def _acquire_lock(path: Path) -> Any:
+def _acquire_lock(path: Path, wait: bool = False) -> Any:
     try:
         fh = open(lock_path(path), "a")  # noqa: SIM115 (held until close)
     except OSError as exc:
         raise StoreError(f"{path}: not writable ({exc.strerror or exc})") from None
     try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fh, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         fh.close()
         raise StoreError(f"{path}: another nowcast process is writing to this store") from None
@@ -1111,6 +1231,41 @@ def resolve_store(path: str | Path | None) -> Location:
     return stores[0]
 
 
+def ensure_copy(
+    store_path: str | Path, size: int, progress: Callable[[str, int, int], None] | None = None
+) -> bool:
+    """Give the store a `size`×`size` training copy if it has none (`Store.add_copy`).
+
+    The copy is made once from the store's full grid, as ingest makes it (area mean in rain
+    rate), and kept: later runs and ingests use it. Waits for another writer of the store.
+
+    Returns
+    -------
+    bool
+        True if the copy was made now.
+
+    Raises
+    ------
+    StoreError
+        If the store cannot be written (it is then named with the copies it has).
+    """
+    with Store.open(store_path) as store:
+        if size in store.sizes:
+            return False
+        have = ", ".join(f"{s}×{s}" for s in store.sizes) or "none"
+    try:
+        writer = Store.open(store_path, mode="a", wait=True)
+    except StoreError as exc:
+        raise StoreError(
+            f"{store_path} has no {size}×{size} training copy (it has {have}) and cannot be "
+            f"given one: {exc}"
+        ) from None
+    with writer:
+        made = size not in writer.sizes  # another process may have made it meanwhile
+        writer.add_copy(size, progress=progress)
+    return made
+
+
 def iter_chunks(n: int, step: int) -> Iterator[tuple[int, int]]:
     """(start, stop) pairs covering range(n) in steps of `step`."""
     for s in range(0, n, step):
@@ -1125,6 +1280,7 @@ RUNS_DIR = "runs"
 #: target size of one forecast chunk (bytes): a few MB keeps the decoded chunk in cache for the
 #: verification kernels and the number of chunk files small
 FORECAST_CHUNK_BYTES = 4 << 20
+FINE_NAME = "forecast_fine"
 
 
 class ForecastStore:
@@ -1133,8 +1289,16 @@ class ForecastStore:
     Layout of ``forecasts.zarr`` (Zarr v3, ``dimension_names`` for xarray)::
 
         forecast      (sample, lead, y, x) uint8   pixel P on the observation store's encoding
+        forecast_fine (sample, lead, y, x) uint16  optional: pixel × 256, the model's output at
+                                                   1/256-pixel precision (what verify scores)
         issue_time    (sample,)            int64   seconds UTC of the last observed frame
         lead_minutes  (lead,)              int64   valid time = issue_time + 60·lead_minutes
+
+    ``forecast`` is SPEC §8's layout, what every reader of the store (figures, xarray) uses;
+    ``forecast_fine`` keeps a model's continuous output (rounding it to whole pixels moves it
+    by up to half a pixel, 0.14 dBZ, which changes a pixel's class at a threshold within that
+    distance), so that verification scores what the model forecast, as the authors' code
+    does. Forecasts that are whole pixels (persistence, extrapolation) have no fine array.
 
     Leads are strictly increasing; leads ≤ 0 hold a model's reconstructions of observed frames
     (X̂_1 … X̂_{m−1} at −(m−2)Δ … 0), leads > 0 the forecast. Root attributes name the
@@ -1149,7 +1313,7 @@ class ForecastStore:
         self._lock = lock
         self._issue: np.ndarray | None = None
         self._writable: dict[str, zarr.Array[Any]] = {}
-        self._forecast: zarr.Array[Any] | None = None
+        self._arrays: dict[str, zarr.Array[Any]] = {}
 
     @classmethod
     def create(
@@ -1161,6 +1325,7 @@ class ForecastStore:
         lead_minutes: Any,
         attrs: dict[str, Any] | None = None,
         chunk_samples: int | None = None,
+        fine: bool = False,
     ) -> ForecastStore:
         """Create an empty forecast store and open it for appending.
 
@@ -1181,7 +1346,11 @@ class ForecastStore:
             What produced the forecasts: ``model``, ``loss``, ``run``, ``checkpoint``,
             ``config``… (JSON-serializable).
         chunk_samples : int, optional
-            Samples per chunk (default: about 4 MB per chunk).
+            Samples per chunk (default: about 4 MB of all leads). Each chunk holds one lead,
+            so that verification reads the leads it scores only (the forecasts, not the
+            reconstructions).
+        fine : bool
+            Also keep ``forecast_fine`` (uint16, pixel × 256): for continuous model output.
 
         Raises
         ------
@@ -1213,12 +1382,30 @@ class ForecastStore:
                 group,
                 "forecast",
                 (0, len(leads), rows, cols),
-                (cs, len(leads), rows, cols),
+                (cs, 1, rows, cols),
                 "uint8",
                 0,
                 ["sample", "lead", "y", "x"],
                 _frames_attrs() | {"long_name": "forecast radar reflectivity (encoded)"},
             )
+            if fine:
+                _array(
+                    group,
+                    FINE_NAME,
+                    (0, len(leads), rows, cols),
+                    (cs, 1, rows, cols),
+                    "uint16",
+                    0,
+                    ["sample", "lead", "y", "x"],
+                    {
+                        "long_name": "forecast radar reflectivity at 1/256-pixel precision",
+                        "units": "1/256 pixel",
+                        "scale": encoding.FINE_SCALE,
+                        "formula": encoding.FINE_FORMULA,
+                        "note": "the model's output before rounding to `forecast`; verify "
+                        "scores this when present",
+                    },
+                )
             _array(
                 group,
                 "issue_time",
@@ -1365,32 +1552,54 @@ class ForecastStore:
             f"{self.path}: its observation store {shown} is gone; pass it with --store"
         )
 
-    def read(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
-        """Forecasts of committed samples ``start:stop``, (k, lead, y, x) uint8.
+    @property
+    def has_fine(self) -> bool:
+        """Whether the store keeps ``forecast_fine`` (the unrounded model output)."""
+        return FINE_NAME in self.group
 
-        `out`, a uint8 buffer with room for at least k samples, is filled and a view of it
-        returned (a reader of many chunks reuses one instead of allocating each time).
+    def read(
+        self,
+        start: int,
+        stop: int,
+        out: np.ndarray | None = None,
+        fine: bool = False,
+        leads: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Forecasts of committed samples ``start:stop``, (k, lead, y, x).
+
+        uint8 pixels (``forecast``), or with `fine` uint16 codes (``forecast_fine``, pixel ×
+        256); `leads`, positions along the lead axis, reads those only (a store written with
+        one lead per chunk decodes nothing else). `out`, a buffer of that dtype with room for
+        at least k samples, is filled and a view of it returned (a reader of many chunks reuses
+        one instead of allocating).
         """
         n = len(self)
         if not (0 <= start <= stop <= n):
             raise StoreError(f"{self.path}: samples {start}:{stop} out of range 0:{n}")
-        if self._forecast is None:
-            self._forecast = _arr(self.group, "forecast")
-        return _read_rows(self.path, self._forecast, start, stop, out)
+        name = FINE_NAME if fine else "forecast"
+        if fine and not self.has_fine:
+            raise StoreError(f"{self.path}: holds no {FINE_NAME} (whole-pixel forecasts)")
+        if name not in self._arrays:
+            self._arrays[name] = _arr(self.group, name)
+        return _read_rows(self.path, self._arrays[name], start, stop, out, leads)
 
     def uncommitted(self) -> int:
         """Samples written by an interrupted run but never committed (invisible)."""
         return max(0, _arr(self.group, "forecast").shape[0] - len(self))
 
-    def append(self, issue_times: Any, forecast: np.ndarray) -> None:
+    def append(
+        self, issue_times: Any, forecast: np.ndarray, fine: np.ndarray | None = None
+    ) -> None:
         """Append forecasts (k, lead, y, x) uint8 issued at `issue_times` (k,) seconds UTC.
 
-        Data first, then ``issue_time`` (the commit): a crash leaves nothing half-visible.
+        `fine`, the same forecasts as uint16 codes (pixel × 256), is required by a store made
+        with ``fine=True`` and refused by others. Data first, then ``issue_time`` (the
+        commit): a crash leaves nothing half-visible.
 
         Raises
         ------
         StoreError
-            If the shapes or dtype do not match, or the issue times do not increase past the
+            If the shapes or dtypes do not match, or the issue times do not increase past the
             last stored one.
         """
         if self._lock is None:
@@ -1403,13 +1612,24 @@ class ForecastStore:
                 f"{self.path}: forecasts must be uint8 {want}, got {forecast.dtype} "
                 f"{tuple(forecast.shape)}"
             )
+        if (fine is not None) != self.has_fine:
+            what = "keeps fine forecasts: give them" if self.has_fine else "keeps no fine forecasts"
+            raise StoreError(f"{self.path}: {what}")
+        if fine is not None and (fine.dtype != np.uint16 or fine.shape != want):
+            raise StoreError(
+                f"{self.path}: fine forecasts must be uint16 {want}, got {fine.dtype} "
+                f"{tuple(fine.shape)}"
+            )
         if k == 0:
             return
         n = len(self)
         last = self.issue_times[-1] if n else None
         if np.any(np.diff(times) <= 0) or (last is not None and times[0] <= last):
             raise StoreError(f"{self.path}: issue times must increase past the last stored one")
-        for name, data in (("forecast", forecast), ("issue_time", times)):
+        parts = [("forecast", forecast), ("issue_time", times)]
+        if fine is not None:
+            parts.insert(0, (FINE_NAME, fine))
+        for name, data in parts:
             if name not in self._writable:
                 with zarr.config.set({"array.write_empty_chunks": True}):
                     self._writable[name] = _arr(self.group, name)

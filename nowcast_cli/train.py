@@ -68,6 +68,8 @@ def configure(options: dict[str, Any], config_file: str | Path | None = None) ->
     """
     given = read_toml(config_file) if config_file is not None else {}
     given.update({k.replace("-", "_"): v for k, v in options.items() if v is not None})
+    if given.get("run") is not None:
+        runs.check_local(given["run"])  # before anything reads a store
     if not given.get("resume"):
         return from_dict(given)
     run = runs.resolve_run(given.get("run"), what="run to resume")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from nowcast_cli.config import DataConfig
-from nowcast_cli.errors import ConfigError, DataError, StoreError
+from nowcast_cli.errors import ConfigError, DataError
 from nowcast_cli.samples import (
     MIX_BLOCKS,
     WindowDataset,
@@ -122,8 +122,13 @@ def test_no_window_and_missing_size(tmp_path: Path) -> None:
     path = make_store(tmp_path / "s.zarr", regular_times("2020-01-01", 5), size=8)
     with pytest.raises(DataError, match=r"has 5 frame\(s\), at most 5 consecutive.*needs 6"):
         make_splits(_cfg(), path)
-    with pytest.raises(StoreError, match=r"no 4×4 training copy.*--size 4"):
+    # a missing copy is made (then the windows are still too short), one beyond the grid not
+    with pytest.raises(DataError, match=r"has 5 frame\(s\)"):
         make_splits(_cfg(size=4), path)
+    with Store.open(path) as store:
+        assert store.sizes == [8, 4]
+    with pytest.raises(ConfigError, match=r"16x16 training copy cannot be made from its 8x8"):
+        make_splits(_cfg(size=16), path)
 
 
 def test_dataset_reads_the_store_and_fills_missing(tmp_path: Path) -> None:
