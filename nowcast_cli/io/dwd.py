@@ -506,6 +506,11 @@ _ODIM_QUANTITIES: dict[str, Quantity] = {
 }
 
 
+#: what h5py raises on a corrupt file: OSError mostly, but a damaged superblock or object header
+#: also gives ValueError, TypeError, OverflowError (a size beyond ssize_t) or RuntimeError
+_H5_ERRORS = (OSError, KeyError, ValueError, TypeError, OverflowError, RuntimeError)
+
+
 class OdimComposite:
     """A DWD composite in ODIM-HDF5 (first dataset, first data), read with h5py."""
 
@@ -532,7 +537,7 @@ class OdimComposite:
                 cell = float(where.get("xscale", 0.0))
                 projdef = _text(where.get("projdef", b""))
                 self.dtype = f["dataset1/data1/data"].dtype  # the array is read by decode()
-        except (OSError, KeyError, ValueError, TypeError) as exc:
+        except _H5_ERRORS as exc:
             raise _bad(name, f"not a readable ODIM-HDF5 composite ({exc})") from None
         if quantity not in _ODIM_QUANTITIES:
             raise _bad(name, f"unsupported ODIM quantity {quantity!r}")
@@ -568,7 +573,7 @@ class OdimComposite:
         try:
             with h5py.File(io.BytesIO(self.data), "r") as f:
                 raw = np.asarray(f["dataset1/data1/data"][()])
-        except (OSError, KeyError, ValueError, TypeError) as exc:
+        except _H5_ERRORS as exc:
             raise _bad(self.name, f"not a readable ODIM-HDF5 composite ({exc})") from None
         if raw.shape != self.info.grid.shape:
             raise _bad(self.name, f"data shape {raw.shape} differs from {self.info.grid.shape}")

@@ -101,3 +101,26 @@ def test_seeds_decode(tmp_path: Path) -> None:
             continue
         assert isinstance(scanned, Scanned), i
         assert isinstance(reader.read(scanned.item), Frame), i
+
+
+def test_odim_superblock_damage_is_a_bad_file(tmp_path: Path) -> None:
+    """h5py reports some damaged superblocks with exceptions other than OSError (here an
+    OverflowError: a version-0 superblock whose driver-information address, at byte 48, lies
+    beyond ssize_t); the reader reports it as a bad file, as any other damage (found by the
+    fuzz test above)."""
+    import io
+    import struct
+
+    import h5py
+
+    data = bytearray(SEEDS[-1])
+    assert data[:8] == b"\x89HDF\r\n\x1a\n"
+    assert data[8] == 0  # superblock version 0
+    data[48:56] = struct.pack("<Q", 0x8000000000000000)
+    with pytest.raises(OverflowError), h5py.File(io.BytesIO(bytes(data)), "r"):
+        pass
+    path = tmp_path / "damaged.hdf5"
+    path.write_bytes(bytes(data))
+    (result,) = create_reader("dwd").scan(path, tmp_path / "work")
+    assert not isinstance(result, Scanned)
+    assert "not a readable ODIM-HDF5 composite" in str(result)
