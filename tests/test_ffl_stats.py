@@ -17,7 +17,8 @@ from tests.forecasts import make_observations, write_persistence
 
 REPO = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("ffl_stats", REPO / "experiments/ffl/stats.py")
-assert _spec is not None and _spec.loader is not None
+assert _spec is not None
+assert _spec.loader is not None
 st = importlib.util.module_from_spec(_spec)
 sys.modules["ffl_stats"] = st
 _spec.loader.exec_module(st)

@@ -18,7 +18,6 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,6 +29,7 @@ if str(HERE) not in sys.path:
 import stats  # noqa: E402  (beside this script)
 
 ARMS = ("plain", "ff")
+SPLIT_KEYS = ("train", "valid", "test")
 RULES = ("val-bmse+bmae", "last")
 RULE_TEXT = {
     "val-bmse+bmae": "weights chosen by validation B-MSE + B-MAE (the same rule for both losses)",
@@ -88,6 +88,10 @@ def _seeds(n: int) -> str:
     return f"{n} seed{'s' if n != 1 else ''}"
 
 
+def _folds(n: int) -> str:
+    return f"{n} fold{'s' if n != 1 else ''}"
+
+
 # -- reading the CSV -----------------------------------------------------------------------------
 @dataclass
 class Data:
@@ -99,6 +103,7 @@ class Data:
     cost: pd.DataFrame  # per-run costs
     boot: pd.DataFrame  # bootstrap rows
     design: pd.DataFrame  # fold days and options
+    parts: pd.DataFrame  # invocations of run.py: start (fold column), wall_s, cpu_s, runs, load
     models: list[str]
     folds: list[str]
 
@@ -109,6 +114,7 @@ def load(csv_path: Path) -> Data:
     df["threshold"] = pd.to_numeric(df["threshold"], errors="coerce")
     df["lead_min"] = pd.to_numeric(df["lead_min"], errors="coerce")
     design = df[df["rule"].isin(["fold", "config"])].copy()
+    raw = df.copy()
     df["value"] = num
     is_run = (df["seed"] != "") & (df["stat"] == "")
     runs = df[is_run & df["rule"].isin(RULES)].copy()
@@ -136,7 +142,12 @@ def load(csv_path: Path) -> Data:
     boot = df[df["stat"] != ""].copy()
     models = [m for m in dict.fromkeys(runs["model"]) if m]
     folds = sorted(set(design.loc[design["rule"] == "fold", "fold"]))
-    return Data(runs, means, base, base_lead, train, cost, boot, design, models, folds)
+    part = raw[raw["rule"] == "part"]
+    parts = part.pivot(index="fold", columns="score", values="value").reset_index()
+    for col in ("wall_s", "cpu_s", "runs", "load", "cores"):
+        if col in parts:
+            parts[col] = pd.to_numeric(parts[col], errors="coerce")
+    return Data(runs, means, base, base_lead, train, cost, boot, design, parts, models, folds)
 
 
 def _design_value(d: Data, **kw: str) -> str:
@@ -272,8 +283,11 @@ def fold_table(d: Data, model: str, rule: str) -> list[str]:
 
 def verdict(d: Data, model: str, rule: str) -> str:
     """One paragraph per model and rule, from the seed-level intervals only."""
-    c = [(t, cell(d, model, rule, "csi", t, d.folds)) for t in thresholds(d)]
-    c = [(t, x) for t, x in c if x is not None]
+    c: list[tuple[float, Cell]] = []
+    for t in thresholds(d):
+        x = cell(d, model, rule, "csi", t, d.folds)
+        if x is not None:
+            c.append((t, x))
     if not c:
         return ""
     n = c[0][1].seed.n
@@ -297,12 +311,13 @@ def verdict(d: Data, model: str, rule: str) -> str:
     else:
         head = "no threshold's difference is significant"
     rest = [t for t, _ in c if t not in worse + better]
-    tail = f"; at {thr(rest)} the seed-level interval contains 0" if rest and (worse or better) \
-        else ""  # fmt: skip
+    tail = ""
+    if rest and (worse or better):
+        tail = f"; at {thr(rest)} the seed-level interval contains 0"
     return (
-        f"**{MODEL_NAME.get(model, model)}, {RULE_TEXT[rule]}** ({n} seeds × {len(d.folds)} "
-        f"folds): {head}{tail}. CSI FF − plain, mean over leads and folds, 95% t-interval over "
-        f"the seeds: {parts}."
+        f"**{MODEL_NAME.get(model, model)}, {RULE_TEXT[rule]}** ({_seeds(n)} × "
+        f"{_folds(len(d.folds))}): {head}{tail}. CSI FF − plain, mean over leads and folds, "
+        f"95% t-interval over the seeds: {parts}."
     )
 
 
@@ -317,8 +332,8 @@ def power_table(d: Data, rule: str) -> list[str]:
     for model in d.models:
         for score, thr, absolute, relative, table in PAPER_EFFECTS.get(model, []):
             c = cell(d, model, rule, score, thr, d.folds)
-            if c is None or c.seed.n < 2:
-                continue
+            if c is None or c.seed.n < 2 or not c.seed.sd > 0 or not c.plain > 0:
+                continue  # no scatter (e.g. a score that is 0 for every run): no power to compute
             k = _digits(score)
             if relative is not None:  # per-frame sums scale with the grid: compare in %
                 effect = relative * c.plain
@@ -334,7 +349,7 @@ def power_table(d: Data, rule: str) -> list[str]:
                 sd = _f(c.seed.sd, k)
                 mde = _f(stats.detectable(c.seed.n, c.seed.sd), k)
             pw = stats.power(c.seed.n, effect, c.seed.sd)
-            need = stats.seeds_needed(effect, c.seed.sd) if c.seed.sd > 0 else 2
+            need = stats.seeds_needed(effect, c.seed.sd)
             lines.append(
                 f"| {MODEL_NAME.get(model, model)} | {_label(score, thr)} | {paper} | {ours} | "
                 f"{sd} | {mde} | {pw:.2f} | {need} |"
@@ -382,8 +397,8 @@ def figure_leads(d: Data, rule: str, path: Path) -> None:
     for i, model in enumerate(d.models):
         for j, t in enumerate(thr):
             ax = axes[i, j]
-            r = d.runs[(d.runs["model"] == model) & (d.runs["rule"] == rule)
-                       & (d.runs["score"] == "csi") & np.isclose(d.runs["threshold"], t)]  # fmt: skip
+            r = d.runs[(d.runs["model"] == model) & (d.runs["rule"] == rule)]
+            r = r[(r["score"] == "csi") & np.isclose(r["threshold"], t)]
             seeds = complete_seeds(d, model, rule, d.folds)
             for arm in ARMS:
                 a = r[(r["arm"] == arm) & r["seed"].isin(seeds)]
@@ -476,24 +491,63 @@ def cost_lines(d: Data) -> list[str]:
     lines = ["| model | runs | steps | threads | training CPU per run (min) | "
              "everything per run, CPU (min) | wall per run (min) | CPU in all (h) |",
              "|---|---:|---:|---:|---|---|---|---:|"]  # fmt: skip
+
+    def rng(x: pd.DataFrame, col: str) -> str:
+        v = x[col] / 60
+        return f"{v.median():.1f} ({v.min():.1f}–{v.max():.1f})"
+
     for model in d.models:
-        x = c.loc[model] if model in c.index.get_level_values(0) else None
-        if x is None:
+        if model not in c.index.get_level_values(0):
             continue
-
-        def rng(col: str) -> str:
-            v = x[col] / 60
-            return f"{v.median():.1f} ({v.min():.1f}–{v.max():.1f})"
-
+        x = c.loc[model]
         lines.append(
             f"| {MODEL_NAME.get(model, model)} | {len(x)} | {int(x['steps'].median())} | "
-            f"{int(x['threads'].max())} | {rng('train_cpu_s')} | {rng('cpu_s')} | "
-            f"{rng('wall_s')} | {x['cpu_s'].sum() / 3600:.1f} |"
+            f"{int(x['threads'].max())} | {rng(x, 'train_cpu_s')} | {rng(x, 'cpu_s')} | "
+            f"{rng(x, 'wall_s')} | {x['cpu_s'].sum() / 3600:.1f} |"
         )
     total_cpu = c["cpu_s"].sum() / 3600
     lines += ["", f"All {len(c)} runs: {total_cpu:.1f} h of CPU time (user + system, every "
               "command of a run: training, both forecasts, both verifications, the per-block "
               "tables)."]  # fmt: skip
+    return lines
+
+
+def how_lines(d: Data) -> list[str]:
+    """The commands, and each invocation's wall-clock and CPU time."""
+    lines = [
+        "From the repository root (`make setup` first; the bundled data need nothing else):",
+        "",
+        "```bash",
+        "python experiments/ffl/run.py --hours 1.5   # once per part: trains what is left,",
+        "                                            # starts no run after 1.5 h, then tabulates",
+        "python experiments/ffl/report.py            # RESULTS.md and figures/ from scores.csv",
+        "```",
+        "",
+    ]
+    if d.parts.empty:
+        return lines
+    p = d.parts.sort_values("fold")
+    lines += [
+        "| part | started (UTC) | code | runs finished | wall-clock (h) | CPU time (h) | "
+        "mean load average |",
+        "|---:|---|---|---:|---:|---:|---:|",
+        *[
+            f"| {i + 1} | {r['fold'].replace('T', ' ').rstrip('Z')} | {r.get('commit') or '—'} "
+            f"| {int(r['runs'])} | {r['wall_s'] / 3600:.2f} | {r['cpu_s'] / 3600:.2f} | "
+            f"{r['load']:.1f} |"
+            for i, (_, r) in enumerate(p.iterrows())
+        ],
+        "",
+    ]
+    wall, cpu = p["wall_s"].sum() / 3600, p["cpu_s"].sum() / 3600
+    cores = int(p["cores"].max())
+    lines.append(
+        f"In all {wall:.1f} h of wall-clock time over {len(p)} part(s) and {cpu:.1f} h of CPU "
+        f"time (user + system of the script and every command it ran) on {cores} cores, "
+        "shared with other jobs (the load average above counts every runnable process on the "
+        f"machine, ours included). With two runs at a time on {cores} otherwise idle cores "
+        f"the same work takes about the CPU time divided by two: {cpu / 2:.1f} h."
+    )
     return lines
 
 
@@ -548,7 +602,7 @@ def write_report(csv_path: Path, out_dir: Path = HERE) -> None:
         + "; ".join(
             f"{MODEL_NAME.get(m, m)} `{_design_value(d, model=m, score='options')}`"
             for m in d.models
-        )  # fmt: skip
+        )
         + ".",
         "- **Folds** (test days rotated over the 11 days; training and validation days "
         "disjoint from the test days):",
@@ -556,8 +610,7 @@ def write_report(csv_path: Path, out_dir: Path = HERE) -> None:
         "| fold | training days | validation | test days |",
         "|---|---|---|---|",
         *[
-            f"| {f} | {_design_value(d, fold=f, score='train')} | "
-            f"{_design_value(d, fold=f, score='valid')} | {_design_value(d, fold=f, score='test')} |"
+            "| " + " | ".join([f, *(_design_value(d, fold=f, score=k) for k in SPLIT_KEYS)]) + " |"
             for f in d.folds
         ],
         "",
@@ -597,8 +650,8 @@ def write_report(csv_path: Path, out_dir: Path = HERE) -> None:
             if len(seeds) < 1:
                 continue
             out += [
-                f"### {MODEL_NAME.get(model, model)}: {_seeds(len(seeds))} × {len(d.folds)} "
-                "folds per arm",
+                f"### {MODEL_NAME.get(model, model)}: {_seeds(len(seeds))} × "
+                f"{_folds(len(d.folds))} per arm",
                 "",
                 "Mean over lead times and folds; *seeds*: how many seeds' differences (each "
                 "averaged over the folds) are worse or better for FF.",
@@ -665,6 +718,10 @@ def write_report(csv_path: Path, out_dir: Path = HERE) -> None:
         "## Runs and time",
         "",
         *cost_lines(d),
+        "",
+        "## How it was run",
+        "",
+        *how_lines(d),
         "",
     ]
     notes = out_dir / "discussion.md"

@@ -343,14 +343,16 @@ def run_rows(study: Study, run: Run) -> Iterator[dict[str, str]]:
                 yield _row(**base, rule="train", lead_min=lead, score=f"weight_{split}",
                            value=_num(r["weight"]))  # fmt: skip
     with (f / "metrics.csv").open() as fh:
-        valid = [r for r in csv.DictReader(fh) if r["split"] == "valid"]
-    steps = int(config["plan"]["planned_steps"])
+        metrics = list(csv.DictReader(fh))
+    valid = [r for r in metrics if r["split"] == "valid"]
+    steps = max(int(r["step"]) for r in metrics if r["split"] == "train")
     chosen = min(valid, key=lambda r: float(r["select_score"]))  # first of equal scores
     by_loss = min(valid, key=lambda r: float(r["loss"]))
     timing = json.loads((f / "timing.json").read_text())
     train = [t for t in timing if t["command"] == "train"]
     costs = {
-        "steps": steps,
+        "steps": steps,  # trained (= planned unless --max-steps stopped it)
+        "planned_steps": int(config["plan"]["planned_steps"]),
         "threads": study.threads,
         "selected_step": int(chosen["step"]),  # val-bmse+bmae's choice (best.pt)
         "val_loss_step": int(by_loss["step"]),  # the run's own validation loss would choose
@@ -435,6 +437,57 @@ def bootstrap_rows(study: Study, runs: list[Run], model: str, rule: str,
     return out, len(seeds)
 
 
+class LoadSampler(threading.Thread):
+    """The machine's 1-minute load average, sampled every minute while the study runs."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.samples: list[float] = []
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while True:
+            self.samples.append(os.getloadavg()[0])
+            if self._stop_event.wait(60):
+                return
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+    def mean(self) -> float:
+        return sum(self.samples) / len(self.samples) if self.samples else float("nan")
+
+
+def part_rows(t0: float, load: float, finished: int) -> list[dict[str, str]]:
+    """This invocation: start (UTC), wall-clock and CPU time (itself and its commands), the
+    runs it finished and the machine's mean load average while it ran."""
+    start = dt.datetime.fromtimestamp(t0, dt.UTC).strftime("%Y-%m-%dT%H:%MZ")
+    me, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    cpu = me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+    values = {
+        "wall_s": round(time.time() - t0), "cpu_s": round(cpu), "runs": finished,
+        "load": round(load, 2), "cores": os.cpu_count() or 0, "commit": _commit(),
+    }  # fmt: skip
+    return [_row(fold=start, rule="part", score=k, value=v) for k, v in values.items()]
+
+
+def _commit() -> str:
+    """The code's git commit (``+changes`` when nowcast_cli or the study differ from it)."""
+    paths = ["nowcast_cli", "experiments/ffl/run.py", "experiments/ffl/stats.py"]
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO, text=True,
+                              capture_output=True, check=True).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                *paths], cwd=REPO, text=True, capture_output=True,
+                               check=True).stdout  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+    return head + ("+changes" if dirty.strip() else "")
+
+
 def read_csv(path: Path) -> list[dict[str, str]]:
     if not path.is_file():
         return []
@@ -468,11 +521,13 @@ def _group(row: dict[str, str]) -> tuple[str, ...]:
         return ("run", row["model"], row["fold"], row["arm"], row["seed"])
     if row["rule"] in ("fold", "config"):  # what the runs were
         return ("design", row["model"], row["fold"], row["rule"], row["score"])
+    if row["rule"] == "part":  # one invocation of this script, by its start time
+        return ("part", row["fold"])
     return ("baseline", row["fold"], row["arm"])
 
 
 def tabulate(study: Study, csv_path: Path, runs: list[Run], folds: list[Fold],
-             models: list[str]) -> None:  # fmt: skip
+             models: list[str], part: list[dict[str, str]] | None = None) -> None:  # fmt: skip
     """Merge the finished runs into the CSV, and the bootstrap rows that can be recomputed.
 
     A comparison's bootstrap needs every run's per-block tables (in the work folder): it is
@@ -481,7 +536,7 @@ def tabulate(study: Study, csv_path: Path, runs: list[Run], folds: list[Fold],
     """
     old = read_csv(csv_path)
     done = [r for r in runs if (study.work / r.folder / ".done").is_file()]
-    new = list(design_rows(study, folds, models))
+    new = list(design_rows(study, folds, models)) + list(part or [])
     for fold in folds:
         new += list(baseline_rows(study, fold))
     for run in done:
@@ -558,10 +613,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.smoke:  # on --paper the paper's model on CUDA, else a tiny one
         small = {m: ({} if args.paper else {"layers": 1, "hidden": 4}) for m in models}
         model_sizes = {m: {**model_sizes[m], **small[m]} for m in models}
-        config = {**config, "max-steps": 5, "valid-every": 5, "valid-samples": 4}
+        # windows every hour instead of every 10 minutes: fewer to forecast and verify
+        config = {**config, "max-steps": 5, "valid-every": 5, "valid-samples": 4, "stride": 12}
     store = args.store.resolve() if args.store else Path("nowcast-data/ffl.zarr")
     study = Study(work, store, config, model_sizes, threads)
     t0 = time.time()
+    load = LoadSampler()
+    load.start()
     if args.hours is not None:
         study.deadline = t0 + 3600 * args.hours
     if bundled:
@@ -573,12 +631,25 @@ def main(argv: list[str] | None = None) -> None:
                if r.key not in listed and not (work / r.folder / ".done").is_file()]  # fmt: skip
     print(f"{len(pending)} of {len(runs)} runs to train, {args.jobs} at a time, "
           f"{threads} thread(s) each", flush=True)  # fmt: skip
+    failed = threading.Event()
+
+    def do(run: Run) -> bool:  # after a failure (or Ctrl-C) start nothing more
+        if failed.is_set():
+            return False
+        try:
+            return study.do(run)
+        except BaseException:
+            failed.set()
+            raise
+
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        started = list(pool.map(study.do, pending))
+        started = list(pool.map(do, pending))
     if not all(started):
         print(f"  {started.count(False)} run(s) left for the next part (--hours)", flush=True)
     study.baselines(folds, [r for r in runs if (work / r.folder / ".done").is_file()])
-    tabulate(study, csv_path, runs, folds, models)
+    load.stop()
+    part = part_rows(t0, load.mean(), sum(1 for ok in started if ok))
+    tabulate(study, csv_path, runs, folds, models, part)
     write_report(csv_path, results)
     print(f"done in {(time.time() - t0) / 60:.0f} min: {csv_path}, {results / 'RESULTS.md'}")
 
