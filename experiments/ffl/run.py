@@ -575,11 +575,13 @@ def store_days(store: Path) -> list[dt.date]:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--work", type=Path, default=None, help="runs go here (default: work/ beside "
-                   "this script; work-paper/ with --paper)")  # fmt: skip
+    p.add_argument("--work", type=Path, default=None, help="runs go here (default: work/ "
+                   "beside this script; work-paper/ with --paper, work-smoke*/ with --smoke, "
+                   "./ffl-work with --store)")  # fmt: skip
     p.add_argument("--results", type=Path, default=None, help="scores.csv, RESULTS.md and "
-                   "figures/ (default: beside this script for the bundled CPU study, else "
-                   "./ffl-results)")  # fmt: skip
+                   "figures/ (default: beside this script; paper/ there with --paper; "
+                   "results/ in the work folder with --smoke; ./ffl-results with --store)",
+                   )  # fmt: skip
     p.add_argument("--store", type=Path, default=None, help="an ingested store to study "
                    "instead of the bundled data")  # fmt: skip
     p.add_argument("--paper", action="store_true", help="the paper's configuration (CUDA)")
@@ -591,9 +593,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--report", action="store_true", help="only rewrite RESULTS.md")
     p.add_argument("--smoke", action="store_true", help="5 steps per run (--paper: on CUDA)")
     args = p.parse_args(argv)
-    bundled = args.store is None and not args.paper
-    work = args.work or HERE / ("work-paper" if args.paper else "work")
-    results = args.results or (HERE if bundled and not args.smoke else Path("ffl-results"))
+    if args.smoke:
+        work = HERE / ("work-smoke-paper" if args.paper else "work-smoke")
+        results = work / "results"
+    elif args.store is not None:
+        work, results = Path("ffl-work"), Path("ffl-results")
+    elif args.paper:
+        work, results = HERE / "work-paper", HERE / "paper"
+    else:
+        work, results = HERE / "work", HERE
+    work, results = args.work or work, args.results or results
     results.mkdir(parents=True, exist_ok=True)
     csv_path = results / "scores.csv"
     from report import write_report  # the analysis, beside this script
@@ -622,7 +631,7 @@ def main(argv: list[str] | None = None) -> None:
     load.start()
     if args.hours is not None:
         study.deadline = t0 + 3600 * args.hours
-    if bundled:
+    if args.store is None:  # the bundled data, ingested once into the work folder
         study.ingest()
     folds = make_folds(store_days(work / store))[: args.folds]
     runs = plan(models, folds, SEEDS[: args.seeds])
