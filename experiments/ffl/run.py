@@ -176,10 +176,11 @@ class Study:
         proc = subprocess.Popen(cmd, cwd=self.work, env=env, stdout=subprocess.DEVNULL)
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
+        if folder is not None and folder.is_dir():  # an interrupted command's time counts too
+            what = args[0] if proc.returncode == 0 else f"{args[0]} (exit {proc.returncode})"
+            _add_time(folder, what, usage.ru_utime + usage.ru_stime, time.time() - t0)
         if proc.returncode:
             raise subprocess.CalledProcessError(proc.returncode, ["nowcast", *args])
-        if folder is not None:
-            _add_time(folder, args[0], usage.ru_utime + usage.ru_stime, time.time() - t0)
 
     def options(self, model: str) -> list[str]:
         out = []
@@ -349,7 +350,7 @@ def run_rows(study: Study, run: Run) -> Iterator[dict[str, str]]:
     chosen = min(valid, key=lambda r: float(r["select_score"]))  # first of equal scores
     by_loss = min(valid, key=lambda r: float(r["loss"]))
     timing = json.loads((f / "timing.json").read_text())
-    train = [t for t in timing if t["command"] == "train"]
+    train = [t for t in timing if t["command"].startswith("train")]
     costs = {
         "steps": steps,  # trained (= planned unless --max-steps stopped it)
         "planned_steps": int(config["plan"]["planned_steps"]),
