@@ -233,7 +233,8 @@ def run_blocks(
 
     The same conventions as ``nowcast verify`` (events rain ≥ τ through the store's Z–R, only
     observed pixels, frames without an observation unscored, blocks of `block_hours` from the
-    epoch), from the same accumulators (`nowcast_cli.metrics`).
+    epoch; a network's output at 1/256 pixel where the store keeps it, else whole pixels), from
+    the same accumulators (`nowcast_cli.metrics`).
     """
     with ForecastStore.open(forecasts) as fs, Store.open(fs.observation_path()) as obs:
         issue = fs.issue_times
@@ -243,7 +244,9 @@ def run_blocks(
         size = None if raw_size is None else int(raw_size)
         block, n_blocks = boot.block_ids(issue, block_hours)
         pixels = encoding.event_pixels(list(thresholds), *obs.zr)
-        table = Contingency.init(n_blocks, len(sel), pixels)
+        fine = fs.has_fine
+        codes = encoding.event_codes(list(thresholds), *obs.zr, scale=encoding.FINE_SCALE)
+        table = Contingency.init(n_blocks, len(sel), pixels, codes if fine else None)
         image = Continuous.init(n_blocks, len(sel), obs.zr)
         times = obs.times
         for lo in range(0, len(issue), chunk):
@@ -257,7 +260,7 @@ def run_blocks(
             first, last = int(seen.min()), int(seen.max())
             frames, valid = obs.read(first, last + 1, size)
             local = np.where(index >= 0, index - first, -1).astype(np.int64)
-            fc = fs.read(lo, hi)[:, sel]
+            fc = fs.read(lo, hi, fine=fine)[:, sel]
             table.accumulate(fc, frames, valid, local, block[lo:hi])
             image.accumulate(fc, frames, valid, local, block[lo:hi])
     return RunBlocks(table.counts, image.sums, image.frames)
