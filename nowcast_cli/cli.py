@@ -256,10 +256,10 @@ def train(
     ] = None,
     train_range: Annotated[
         str | None,
-        _opt("Training dates START:END. (default: 80/10/10 by day)", "--train"),
+        _opt("Training dates START:END[,START:END…]. (default: 80/10/10 by day)", "--train"),
     ] = None,
-    valid_range: Annotated[str | None, _opt("Validation dates START:END.", "--valid")] = None,
-    test_range: Annotated[str | None, _opt("Test dates START:END.", "--test")] = None,
+    valid_range: Annotated[str | None, _opt("Validation dates START:END[,…].", "--valid")] = None,
+    test_range: Annotated[str | None, _opt("Test dates START:END[,…].", "--test")] = None,
     valid_samples: Annotated[
         int | None, _opt("Validate on at most this many samples (0 = all). (default: 0)")
     ] = None,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ __all__ = [
     "diff_configs",
     "load_config",
     "parse_range",
+    "parse_ranges",
     "read_toml",
 ]
 
@@ -83,8 +85,10 @@ class DataConfig:
         Product intervals between the starts of consecutive windows of a split; None =
         in + out frames (non-overlapping windows, as the authors' loader).
     train, valid, test : str or None
-        Date ranges ``START:END`` (inclusive days, either end may be empty); None for all
-        three = 80/10/10 by day, or an HKO-7 store's own rainy-day lists.
+        Date ranges ``START:END`` (inclusive days, either end may be empty), or several,
+        comma-separated and in time order (``START:END,START:END``: e.g. training days on both
+        sides of a test block); None for all three = 80/10/10 by day, or an HKO-7 store's own
+        rainy-day lists.
     valid_samples : int
         Evaluate on at most this many validation windows (evenly spaced); 0 = all.
     """
@@ -116,7 +120,7 @@ class DataConfig:
         for name in ("train", "valid", "test"):
             value = getattr(self, name)
             if value is not None:
-                parse_range(value, name)
+                parse_ranges(value, name)
 
     @property
     def window(self) -> int:
@@ -301,6 +305,33 @@ def parse_range(text: str, what: str = "range") -> tuple[dt.date | None, dt.date
     if start is not None and end is not None and end < start:
         raise ConfigError(f"--{what} {text!r}: the end is before the start")
     return start, end
+
+
+def parse_ranges(text: str, what: str = "range") -> list[tuple[dt.date | None, dt.date | None]]:
+    """Parse one or more ``START:END`` ranges, comma-separated (``A:B,C:D``), in time order.
+
+    Each range is as in `parse_range` (inclusive days). Ranges must not overlap and must come
+    in time order, so only the first may have an open start and only the last an open end;
+    adjacent ranges (one ends the day before the next starts) are allowed.
+
+    Raises
+    ------
+    ConfigError
+        If a range does not parse, a range is empty, or two ranges overlap or are out of order.
+    """
+    items = [item.strip() for item in str(text).split(",")]
+    if any(not item for item in items):
+        raise ConfigError(
+            f"--{what} {text!r}: an empty range; expected START:END or START:END,START:END"
+        )
+    out = [parse_range(item, what) for item in items]
+    for (a, (_, a_end)), (b, (b_start, _)) in itertools.pairwise(zip(items, out, strict=True)):
+        if a_end is None or b_start is None or b_start <= a_end:
+            raise ConfigError(
+                f"--{what} {text!r}: ranges {a!r} and {b!r} overlap or are out of order "
+                "(give them in time order, without shared days)"
+            )
+    return out
 
 
 _DATA_FIELDS = {f.name for f in dataclasses.fields(DataConfig)}

@@ -10,7 +10,9 @@ Splits are chronological, by calendar day (UTC; an HKO-7 store's Hong Kong days)
 belongs to a split only when all its days do:
 
 1. ``--train/--valid/--test START:END`` date ranges, when any is given (a split without a
-   range is empty);
+   range is empty); a split may have several (``START:END,START:END``, e.g. training days on
+   both sides of a test block), and a window belongs to it when every day it touches lies in
+   one of them (ranges of different splits must not overlap);
 2. an HKO-7 store's own rainy-day lists (stored with it by ``nowcast ingest hko7``);
 3. by default the store's days with data, 80/10/10 in time order;
 4. a store spanning too few days for that: three contiguous blocks of its windows (80/10/10,
@@ -33,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nowcast_cli.config import DataConfig, parse_range
+from nowcast_cli.config import DataConfig, parse_ranges
 from nowcast_cli.errors import DataError, StoreError
 from nowcast_cli.store import Store, ensure_copy, iso, location
 
@@ -92,7 +94,8 @@ class Splits:
     test: Split
     method: str  # "ranges", "hko7", "days", "blocks" or "train-only"
     note: str  # one sentence for the user (what was done, and why)
-    days: dict[str, list[str]] = field(default_factory=dict)  # split → [first, last] day
+    # split → its date ranges, each [first day, last day] (ISO; "" for an open end)
+    days: dict[str, list[list[str]]] = field(default_factory=dict)
 
     def __getitem__(self, name: str) -> Split:
         if name not in SPLITS:
@@ -265,16 +268,17 @@ def split_windows(store: Store, cfg: DataConfig) -> Splits:
     rainy = store.attrs.get("rainy_days")
     if any(v is not None for v in ranges.values()):
         bounds = _range_bounds(ranges)
-        parts = {
-            name: pick((first_day >= lo) & (last_day <= hi)) if (lo, hi) != (1, 0) else None
-            for name, (lo, hi) in bounds.items()
+        splits = {
+            name: pick(_within(first_day, last_day, spans)) if spans else _empty(length)
+            for name, spans in bounds.items()
         }
+        inf = 10**9
         days = {
-            name: [_day_iso(lo) if lo > -(10**9) else "", _day_iso(hi) if hi < 10**9 else ""]
-            for name, (lo, hi) in bounds.items()
-            if (lo, hi) != (1, 0)
-        }
-        splits = {n: p if p is not None else _empty(length) for n, p in parts.items()}
+            name: [[_day_iso(lo) if lo > -inf else "", _day_iso(hi) if hi < inf else ""]
+                   for lo, hi in spans]
+            for name, spans in bounds.items()
+            if spans
+        }  # fmt: skip
         given = ", ".join(f"--{n} {v}" for n, v in ranges.items() if v is not None)
         return Splits(
             splits["train"], splits["valid"], splits["test"], "ranges", f"date ranges {given}", days
@@ -298,19 +302,19 @@ def split_windows(store: Store, cfg: DataConfig) -> Splits:
     if n - 2 * n_hold >= 1:
         cut1, cut2 = data_days[n - 2 * n_hold], data_days[n - n_hold]
         inf = 10**9
-        bounds = {
+        cuts = {
             "train": (-inf, cut1 - 1),
             "valid": (cut1, cut2 - 1),
             "test": (cut2, inf),
         }
         splits = {
-            name: pick((first_day >= lo) & (last_day <= hi)) for name, (lo, hi) in bounds.items()
+            name: pick((first_day >= lo) & (last_day <= hi)) for name, (lo, hi) in cuts.items()
         }
         if all(len(s) for s in splits.values()):
             counts = (n - 2 * n_hold, n_hold, n_hold)
             days = {
-                name: [_day_iso(max(lo, data_days[0])), _day_iso(min(hi, data_days[-1]))]
-                for name, (lo, hi) in bounds.items()
+                name: [[_day_iso(max(lo, data_days[0])), _day_iso(min(hi, data_days[-1]))]]
+                for name, (lo, hi) in cuts.items()
             }
             note = "80/10/10 by day: {} train, {} validation, {} test days".format(*counts)
             return Splits(splits["train"], splits["valid"], splits["test"], "days", note, days)
@@ -369,24 +373,43 @@ def _day_set(days: list[str]) -> np.ndarray:
     return np.array([_day_number(dt.date.fromisoformat(d)) for d in days], dtype=np.int64)
 
 
-def _range_bounds(ranges: dict[str, str | None]) -> dict[str, tuple[int, int]]:
-    """Inclusive day-number bounds per split ((1, 0) = no range); overlap is an error."""
+def _range_bounds(ranges: dict[str, str | None]) -> dict[str, list[tuple[int, int]]]:
+    """Inclusive day-number spans per split ([] = no range), adjacent ranges merged.
+
+    Raises
+    ------
+    ConfigError
+        If a range does not parse, or ranges of two splits share a day.
+    """
     from nowcast_cli.errors import ConfigError
 
     inf = 10**9
-    out: dict[str, tuple[int, int]] = {}
+    out: dict[str, list[tuple[int, int]]] = {}
     for name, text in ranges.items():
-        if text is None:
-            out[name] = (1, 0)
-            continue
-        lo, hi = parse_range(text, name)
-        out[name] = (_day_number(lo) if lo else -inf, _day_number(hi) if hi else inf)
-    given = [(n, b) for n, b in out.items() if b != (1, 0)]
-    for i, (a, (alo, ahi)) in enumerate(given):
-        for b, (blo, bhi) in given[i + 1 :]:
-            if alo <= bhi and blo <= ahi:
+        spans: list[tuple[int, int]] = []
+        for start, end in parse_ranges(text, name) if text is not None else []:
+            lo, hi = (_day_number(start) if start else -inf), (_day_number(end) if end else inf)
+            if spans and lo == spans[-1][1] + 1:  # the day after the previous range: one span
+                spans[-1] = (spans[-1][0], hi)
+            else:
+                spans.append((lo, hi))
+        out[name] = spans
+    names = list(out)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            if any(alo <= bhi and blo <= ahi for alo, ahi in out[a] for blo, bhi in out[b]):
                 raise ConfigError(f"--{a} {ranges[a]} and --{b} {ranges[b]} overlap")
     return out
+
+
+def _within(
+    first_day: np.ndarray, last_day: np.ndarray, spans: list[tuple[int, int]]
+) -> np.ndarray:
+    """Windows whose first and last day lie in one span (so every day between does too)."""
+    mask = np.zeros(len(first_day), bool)
+    for lo, hi in spans:
+        mask |= (first_day >= lo) & (last_day <= hi)
+    return mask
 
 
 def _no_window_message(store: Store, times: np.ndarray, interval: int, cfg: DataConfig) -> str:

@@ -103,6 +103,70 @@ def test_date_ranges_and_overlap(tmp_path: Path) -> None:
         _cfg(train="2020-01-01:tomorrow")
 
 
+def test_several_date_ranges_per_split(tmp_path: Path) -> None:
+    # six days; training on both sides of a two-day test block
+    path = make_store(tmp_path / "s.zarr", regular_times("2020-01-01", 288 * 6), size=8)
+    cfg = _cfg(stride=1, train="2020-01-01:2020-01-02,2020-01-05:2020-01-06",
+               test="2020-01-03:2020-01-04")  # fmt: skip
+    splits = make_splits(cfg, path)
+    with Store.open(path) as s:
+        times = s.times
+    day = 86_400
+
+    def days_of(split):  # every day each window touches
+        return [set(range(int(times[f[f >= 0]].min() // day), int(times[f.max()] // day) + 1))
+                for f in split.frames]  # fmt: skip
+
+    d0 = T0 // day
+    train_days = {d0, d0 + 1, d0 + 4, d0 + 5}
+    assert all(d <= train_days for d in days_of(splits.train))
+    assert all(d <= {d0 + 2, d0 + 3} for d in days_of(splits.test))
+    # windows over midnight inside a range are kept (1 → 2 Jan), none over a boundary is
+    spans = {tuple(sorted(d)) for d in days_of(splits.train)}
+    assert (d0, d0 + 1) in spans
+    assert (d0 + 4, d0 + 5) in spans
+    assert not any((d0 + 1 in d) and (d0 + 2 in d) for d in days_of(splits.train))
+    # every window of 1–2 and of 5–6 January, and only those (5 frames short of each end)
+    per_range = 2 * 288 - 5
+    assert len(splits.train) == 2 * per_range
+    assert len(splits.test) == per_range
+    assert splits.days["train"] == [["2020-01-01", "2020-01-02"], ["2020-01-05", "2020-01-06"]]
+    assert splits.describe()["train"]["days"] == splits.days["train"]
+    # adjacent ranges are one range: the windows over their midnight belong to the split
+    joined = make_splits(_cfg(stride=1, train="2020-01-01:2020-01-01,2020-01-02:2020-01-02"), path)
+    whole = make_splits(_cfg(stride=1, train="2020-01-01:2020-01-02"), path)
+    assert np.array_equal(joined.train.frames, whole.train.frames)
+    # an open start on the first range and an open end on the last
+    open_ends = make_splits(
+        _cfg(stride=1, train=":2020-01-02,2020-01-05:", test="2020-01-03:2020-01-04"), path
+    )
+    assert np.array_equal(open_ends.train.frames, splits.train.frames)
+
+
+@pytest.mark.parametrize(
+    ("ranges", "message"),
+    [
+        ("2020-01-05:2020-01-06,2020-01-01:2020-01-02", "overlap or are out of order"),
+        ("2020-01-01:2020-01-03,2020-01-03:2020-01-04", "overlap or are out of order"),
+        ("2020-01-01:,2020-01-05:2020-01-06", "overlap or are out of order"),
+        ("2020-01-01:2020-01-02,:2020-01-06", "overlap or are out of order"),
+        ("2020-01-01:2020-01-02,", "an empty range"),
+        ("2020-01-01:2020-01-02,2020-01-05", "expected START:END"),
+        ("2020-01-01:2020-01-02,2020-01-05:later", "'later' is not a date"),
+    ],
+)
+def test_several_date_ranges_are_checked(ranges: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        _cfg(train=ranges)
+
+
+def test_ranges_of_two_splits_must_not_share_a_day(tmp_path: Path) -> None:
+    path = make_store(tmp_path / "s.zarr", regular_times("2020-01-01", 288 * 6), size=8)
+    cfg = _cfg(train="2020-01-01:2020-01-02,2020-01-05:2020-01-06", test="2020-01-03:2020-01-05")
+    with pytest.raises(ConfigError, match=r"--train .* and --test .* overlap"):
+        make_splits(cfg, path)
+
+
 def test_hko7_rainy_days_in_hong_kong_time(tmp_path: Path) -> None:
     # frames every 6 min on 2015-01-07 00:00 .. 23:54 Hong Kong time (= 16:00 UTC the day before)
     start = np.datetime64("2015-01-06T16:00", "s").astype(np.int64)
@@ -210,16 +274,20 @@ def test_chunk_local_order_decodes_each_chunk_about_once(tmp_path: Path) -> None
     assert len(decoded) <= 2 * n_chunks * 1.5
 
 
-def test_no_window_reaches_into_the_next_split_through_an_irregular_step(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "train", ["2020-01-01:2020-01-01", "2019-12-30:2019-12-30,2020-01-01:2020-01-01"]
+)
+def test_no_window_reaches_into_the_next_split_through_an_irregular_step(
+    tmp_path: Path, train: str
+) -> None:
     # 5-minute frames; on the evening of 2020-01-01 a 7-minute step puts the frame of the
     # 23:59 slot at 00:01: a window anchored at 23:44 nominally ends on day 1 but reads a
-    # frame of day 2, and must belong to neither split
+    # frame of day 2, and must belong to neither split (with one training range or several)
     day1 = regular_times("2020-01-01T20:04", 45)  # 20:04 … 23:44
     evening = day1[-1] + 60 * np.array([5, 10])  # 23:49, 23:54
     day2 = regular_times("2020-01-02T00:01", 40)  # 00:01 (7 minutes after 23:54) …
     path = make_store(tmp_path / "s.zarr", np.concatenate([day1, evening, day2]), size=8)
-    cfg = _cfg(in_frames=2, out_frames=2, stride=1, train="2020-01-01:2020-01-01",
-               valid="2020-01-02:2020-01-02")  # fmt: skip
+    cfg = _cfg(in_frames=2, out_frames=2, stride=1, train=train, valid="2020-01-02:2020-01-02")
     splits = make_splits(cfg, path)
     with Store.open(path) as s:
         times = s.times
