@@ -676,7 +676,7 @@ def list_sources(as_json: JsonOpt = False) -> None:
 @list_app.command("models")
 @handle_errors
 def list_models_cmd(as_json: JsonOpt = False) -> None:
-    """Nowcasting models, with trainable parameters at the paper's configuration."""
+    """Nowcasting models, with trainable parameters at the published configuration."""
     _modes(False, as_json)
     from nowcast_cli.models import list_models
 
@@ -693,7 +693,8 @@ def list_models_cmd(as_json: JsonOpt = False) -> None:
     _print_rows(
         rows,
         ["name", "params", "paper", "description"],
-        "models at the paper's configuration (3 layers × 64, 120×120); paper = its Table II",
+        "models at their published configuration (FFL paper: 3 layers × 64, 120×120); "
+        "paper = Table II, or the authors' code's count (rainnet, simvp)",
     )
 
 

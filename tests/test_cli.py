@@ -156,6 +156,10 @@ def test_list_models_json_has_paper_counts() -> None:
     assert rows["mim"]["params"] == 2_902_913
     assert rows["motionrnn"]["params"] == 2_969_271
     assert rows["persistence"]["paper_params"] is None
+    # the authors' code at their training defaults, counted layer by layer in
+    # tests/models/test_param_counts.py: exactly ours
+    assert rows["rainnet"]["params"] == rows["rainnet"]["paper_params"] == 31_380_613
+    assert rows["simvp"]["params"] == rows["simvp"]["paper_params"] == 15_778_433
 
 
 def test_list_models_table_shows_both_counts() -> None:
