@@ -12,12 +12,14 @@ import importlib.util
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
+from nowcast_cli.losses import build_loss
 from nowcast_cli.models import count_parameters, create_model
 
 AUTHORS = Path(__file__).parent / "authors" / "rainnet.py"
@@ -25,12 +27,18 @@ SIDE = 48  # 3·2⁴: their four pooling levels need no padding
 
 
 @pytest.fixture(scope="module")
-def reference() -> Iterator[dict[str, Any]]:
-    """The authors' rainnet() on a SIDE² grid (float64), its Conv2D layers, initial weights."""
+def keras() -> ModuleType:
+    """Keras 3 on its torch backend."""
     os.environ["KERAS_BACKEND"] = "torch"  # read once, when keras is first imported
-    keras = pytest.importorskip("keras")
-    if keras.backend.backend() != "torch":
-        pytest.skip(f"keras was imported with the {keras.backend.backend()} backend")
+    module = pytest.importorskip("keras")
+    if module.backend.backend() != "torch":
+        pytest.skip(f"keras was imported with the {module.backend.backend()} backend")
+    return module
+
+
+@pytest.fixture(scope="module")
+def reference(keras: ModuleType) -> Iterator[dict[str, Any]]:
+    """The authors' rainnet() on a SIDE² grid (float64), its Conv2D layers, initial weights."""
     spec = importlib.util.spec_from_file_location("authors_rainnet", AUTHORS)
     assert spec is not None
     assert spec.loader is not None
@@ -118,3 +126,15 @@ def test_padding_is_the_authors_mirror_padding(reference: dict[str, Any]) -> Non
     with torch.no_grad():
         got = ours(frames, 1)[:, 0, 0]
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-10, atol=1e-12)
+
+
+def test_logcosh_is_the_loss_the_authors_compile(keras: ModuleType) -> None:
+    # the notebook: model.compile(..., loss='log_cosh'), Keras's mean over pixels of
+    # ln cosh(pred − true); ours sums over a frame's pixels: the same with scale 1 / pixels
+    g = torch.Generator().manual_seed(0)
+    target = torch.rand(2, 1, 1, 8, 8, generator=g, dtype=torch.float64)
+    pred = target + 3 * torch.randn(2, 1, 1, 8, 8, generator=g, dtype=torch.float64)
+    ours = build_loss("logcosh", zr=None, balanced=False, scale=1 / 64)(pred, target)
+    theirs = keras.losses.log_cosh(target.reshape(2, 64), pred.reshape(2, 64)).mean()
+    # Keras takes ln 2 in float32 even for float64 errors: agreement to ~1e-8, not 1e-16
+    assert float(ours) == pytest.approx(float(theirs), rel=1e-7)
