@@ -246,9 +246,23 @@ def train(
     valid_samples: Annotated[
         int | None, _opt("Validate on at most this many samples (0 = all). (default: 0)")
     ] = None,
-    layers: Annotated[int | None, _opt("Recurrent layers. (default: 3)")] = None,
-    hidden: Annotated[int | None, _opt("Hidden channels. (default: 64)")] = None,
-    kernel: Annotated[int | None, _opt("Kernel size. (default: 3)")] = None,
+    layers: Annotated[
+        int | None,
+        _opt(
+            "Depth: recurrent layers, RainNet's pooling levels, SimVP's translator blocks. "
+            "(default: the model's published one; 3 recurrent layers)"
+        ),
+    ] = None,
+    hidden: Annotated[
+        int | None,
+        _opt(
+            "Width: hidden channels, RainNet's first-level filters, SimVP's hid_S. "
+            "(default: the model's published one; 64)"
+        ),
+    ] = None,
+    kernel: Annotated[
+        int | None, _opt("Kernel size. (default: the model's published one; 3)")
+    ] = None,
     conv: Annotated[
         str | None, _opt("3×3 convolutions on CPU: auto (Winograd) or direct. (default: auto)")
     ] = None,

@@ -45,7 +45,8 @@ def model_config(name: str, **overrides: Any) -> Any:
         If `name` is not a registered model.
     ConfigError
         If an override is not a field of the model's Config (the message lists the valid
-        fields) or has an invalid value.
+        fields) or has an invalid value, or the model cannot read ``in_frames`` observed
+        frames (when given).
     """
     cls = MODELS.get(name)
     config_class = cls.config_class
@@ -56,7 +57,10 @@ def model_config(name: str, **overrides: Any) -> Any:
             f"model {name!r} has no option {', '.join(map(repr, unknown))}; "
             f"valid options: {', '.join(fields)}"
         )
-    return config_class(**{k: v for k, v in overrides.items() if k in fields})
+    cfg = config_class(**{k: v for k, v in overrides.items() if k in fields})
+    if "in_frames" in overrides:  # the data's observed frames: can the model read them?
+        cls.check_frames(cfg, overrides["in_frames"])
+    return cfg
 
 
 def create_model(name: str, **overrides: Any) -> nn.Module:

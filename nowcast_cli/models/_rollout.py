@@ -50,15 +50,22 @@ class NowcastModel(nn.Module):
     #: frames (the recurrent rollout); False: it holds the n forecast frames X̂_m .. only
     reconstructs: ClassVar[bool] = True
 
+    @classmethod
+    def check_frames(cls, config: Any, in_frames: int) -> None:
+        """Raise ConfigError if a model of `config` cannot read `in_frames` observed frames."""
+        if in_frames < 1:
+            raise ConfigError(f"need at least one observed frame, got {in_frames}")
 
-def first_output(model: NowcastModel | type[NowcastModel], m: int) -> int:
+
+def first_output(model: nn.Module | type[nn.Module], m: int) -> int:
     """Index t of the frame X_t that a model's first output predicts, for m observed frames.
 
     1 for models that reconstruct the observed frames (outputs X̂_1 .. X̂_{m+n−1}), m for
     forecast-only models (X̂_m .. X̂_{m+n−1}): output j predicts frame ``first_output + j``,
-    and the forecast is ``out[:, m − first_output:]``.
+    and the forecast is ``out[:, m − first_output:]``. A module that is no `NowcastModel`
+    counts as reconstructing (the recurrent contract).
     """
-    return 1 if model.reconstructs else m
+    return 1 if getattr(model, "reconstructs", True) else m
 
 
 class Nowcaster(NowcastModel, ABC):

@@ -155,6 +155,15 @@ class RainNet(NowcastModel):
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
 
+    @classmethod
+    def check_frames(cls, config: RainNetConfig, in_frames: int) -> None:
+        """Raise ConfigError unless there are at least ``window`` observed frames."""
+        if in_frames < config.window:
+            raise ConfigError(
+                f"rainnet reads its last {config.window} observed frames: needs --in-frames "
+                f"≥ {config.window}, got {in_frames}"
+            )
+
     def step(self, window: Tensor) -> Tensor:
         """The next frame (B, C, H, W) from `window` frames stacked as channels (B, w·C, H, W)."""
         cfg = self.config
@@ -192,8 +201,7 @@ class RainNet(NowcastModel):
         """
         check_input(self, x, n_out, teacher)
         w = self.config.window
-        if x.shape[1] < w:
-            raise ConfigError(f"rainnet reads {w} observed frames, got {x.shape[1]}")
+        self.check_frames(self.config, x.shape[1])
         b = x.shape[0]
         mask = teacher_draws(x, n_out, teacher, teacher_prob, generator)
         frames = list(x[:, -w:].unbind(1))  # w × (B, C, H, W)

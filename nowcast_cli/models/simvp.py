@@ -197,6 +197,14 @@ class SimVP(NowcastModel):
         self.dec.append(ConvSC(2 * hid, hid, k, up[-1], transpose=True))
         self.readout = nn.Conv2d(hid, cfg.channels, 1)
 
+    @classmethod
+    def check_frames(cls, config: SimVPConfig, in_frames: int) -> None:
+        """Raise ConfigError unless `in_frames` is the T the model was built for."""
+        if in_frames != config.in_frames:
+            raise ConfigError(
+                f"this simvp was built for {config.in_frames} observed frames, got {in_frames}"
+            )
+
     def translate(self, x: Tensor) -> Tensor:
         """The authors' forward: T frames (B, T, C, H, W) → the next T frames, same shape."""
         b, t, c, h, w = x.shape
@@ -227,8 +235,7 @@ class SimVP(NowcastModel):
         """
         check_input(self, x, n_out, teacher)
         t = self.config.in_frames
-        if x.shape[1] != t:
-            raise ConfigError(f"this simvp was built for {t} observed frames, got {x.shape[1]}")
+        self.check_frames(self.config, x.shape[1])
         outputs = [self.translate(x)]
         while len(outputs) * t < n_out:  # OpenSTL: apply again to its own outputs
             outputs.append(self.translate(outputs[-1]))

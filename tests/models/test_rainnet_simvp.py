@@ -154,8 +154,10 @@ def test_rainnet_pads_to_its_grid_and_crops_back() -> None:
 
 
 def test_rainnet_errors() -> None:
-    with pytest.raises(ConfigError, match="reads 4 observed frames, got 3"):
+    with pytest.raises(ConfigError, match="needs --in-frames ≥ 4, got 3"):
         rainnet()(frames(3), 1)
+    with pytest.raises(ConfigError, match="needs --in-frames ≥ 4, got 3"):
+        create_model("rainnet", in_frames=3)  # what `nowcast train` checks before it starts
     with pytest.raises(ConfigError, match="too small for 4 pooling levels"):
         create_model("rainnet", size=4)
     with pytest.raises(ConfigError, match=r"dropout must be in \[0, 1\)"):
