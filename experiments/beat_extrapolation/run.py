@@ -310,69 +310,26 @@ def _setup_rows(exp: Experiment, configs: list[str]) -> list[dict[str, Any]]:
     return rows
 
 
+#: scores.csv section suffix → the keys of a comparison's (value, low, high): the difference
+#: A − B, then A (the model's seeds pooled) and B (the baseline) with their own intervals
+PARTS = {"": ("a_minus_b", "low", "high"), "-a": ("a", "a_low", "a_high"),
+         "-b": ("b", "b_low", "b_high")}  # fmt: skip
+
+
 def _compare_rows(cmp: dict[str, Any], config: str, seeds: list[int], ref: str) -> list[dict]:
     """Pooled and per-seed differences config − ref, mean over leads and per lead."""
     rows = []
     ths = cmp["thresholds_mm_h"]
     section = f"vs-{ref}"
     for metric in ("csi", "hss"):
-        m = cmp["mean_over_leads"][metric]
+        m, pl = cmp["mean_over_leads"][metric], cmp["per_lead"][metric]
         for j, thr in enumerate(ths):
-            rows.append(
-                _row(
-                    section,
-                    config,
-                    "all",
-                    "mean",
-                    thr,
-                    metric,
-                    m["a_minus_b"][j],
-                    m["low"][j],
-                    m["high"][j],
-                )
-            )
-            rows.append(
-                _row(
-                    f"{section}-a",
-                    config,
-                    "all",
-                    "mean",
-                    thr,
-                    metric,
-                    m["a"][j],
-                    m["a_low"][j],
-                    m["a_high"][j],
-                )
-            )
-            rows.append(
-                _row(
-                    f"{section}-b",
-                    config,
-                    "all",
-                    "mean",
-                    thr,
-                    metric,
-                    m["b"][j],
-                    m["b_low"][j],
-                    m["b_high"][j],
-                )
-            )
-        pl = cmp["per_lead"][metric]
-        for i, minutes in enumerate(cmp["lead_minutes"]):
-            for j, thr in enumerate(ths):
-                rows.append(
-                    _row(
-                        section,
-                        config,
-                        "all",
-                        minutes,
-                        thr,
-                        metric,
-                        pl["a_minus_b"][i][j],
-                        pl["low"][i][j],
-                        pl["high"][i][j],
-                    )
-                )
+            for suffix, (v, lo, hi) in PARTS.items():
+                vals = (m[v][j], m[lo][j], m[hi][j])
+                rows.append(_row(section + suffix, config, "all", "mean", thr, metric, *vals))
+            for i, minutes in enumerate(cmp["lead_minutes"]):
+                vals = (pl["a_minus_b"][i][j], pl["low"][i][j], pl["high"][i][j])
+                rows.append(_row(section, config, "all", minutes, thr, metric, *vals))
     # each seed's own difference (intervals over blocks of issue times); with one seed the
     # pooled comparison is that seed's
     pairs = cmp.get("per_pair") or [cmp]
@@ -380,22 +337,10 @@ def _compare_rows(cmp: dict[str, Any], config: str, seeds: list[int], ref: str) 
         for metric in ("csi", "hss"):
             m = pair["mean_over_leads"][metric]
             for j, thr in enumerate(ths):
-                rows.append(
-                    _row(
-                        f"{section}-seed",
-                        config,
-                        seed,
-                        "mean",
-                        thr,
-                        metric,
-                        m["a_minus_b"][j],
-                        m["low"][j],
-                        m["high"][j],
-                    )
-                )
-    rows.append(
-        _row(section, config, "all", "", "", "shared_issue_times", cmp["shared_issue_times"])
-    )
+                vals = (m["a_minus_b"][j], m["low"][j], m["high"][j])
+                rows.append(_row(f"{section}-seed", config, seed, "mean", thr, metric, *vals))
+    shared = cmp["shared_issue_times"]
+    rows.append(_row(section, config, "all", "", "", "shared_issue_times", shared))
     rows.append(_row(section, config, "all", "", "", "blocks", cmp["bootstrap"]["blocks"]))
     return rows
 
