@@ -39,6 +39,8 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from bench_models import PAPER_MEMORY_GB  # noqa: E402
 from bench_train import MODELS, engine_rate  # noqa: E402
 
+MIN_STEPS = 6  # the first step is untimed (autotuning, compilation): 5 timed steps at least
+
 from tests.synthetic_store import make_store, regular_times  # noqa: E402
 
 # the paper's Table II, one A100, batch 4: seconds per training step
@@ -85,10 +87,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--models", default=",".join(MODELS))
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--compile-models", default=",".join(MODELS), help="models timed compiled")
-    p.add_argument("--steps", type=int, default=10, help="steps per measurement (first untimed)")
+    p.add_argument(
+        "--steps", type=int, default=12, help="steps per measurement (first untimed; ≥ 6)"
+    )
     p.add_argument("--deadline", type=float, default=None, help="start nothing after S seconds")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks/results/gpu.json")
     args = p.parse_args(argv)
+    if args.steps < MIN_STEPS:
+        sys.exit(f"Error: --steps {args.steps}: the median needs ≥ {MIN_STEPS - 1} timed steps")
     if not torch.cuda.is_available():
         sys.exit("Error: bench_gpu.py needs a CUDA device")
     t_start = time.perf_counter()
@@ -140,6 +146,14 @@ def write(report: dict[str, Any], out: Path) -> None:
     out.with_suffix(".md").write_text(markdown(report))
 
 
+def timed_steps(r: dict[str, Any]) -> str:
+    """How many steps each s/step figure is the median of (all figures alike, or a range)."""
+    n = sorted(
+        {len(e["rates"]) - 1 for x in r["results"].values() for e in x.values() if "rates" in e}
+    )
+    return "?" if not n else str(n[0]) if len(n) == 1 else f"{n[0]}–{n[-1]}"
+
+
 def markdown(r: dict[str, Any]) -> str:
     m = r["machine"]
     variants = sorted({v for x in r["results"].values() for v in x}, key=list(VARIANTS).index)
@@ -150,7 +164,8 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         f"Machine: {m['gpu']} ({m['gpu_memory_gib']:.0f} GiB), torch {m['torch']}, CUDA "
         f"{m['cuda']}, cuDNN TF32 {m['cudnn_tf32']}. {r['config']}, through `fit`; s/step is the "
-        "median after the first step, memory the peak allocated. Paper: Table II, one A100.",
+        f"median of {timed_steps(r)} timed steps after the first, memory the peak allocated. "
+        "Paper: Table II, one A100.",
         "",
         "| model | "
         + " | ".join(f"{v} s/step" for v in variants)

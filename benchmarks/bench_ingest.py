@@ -11,6 +11,8 @@ ratio against the reference measured in the same run.
 3. memory: peak RSS (process tree) of ``nowcast ingest`` for N and 10·N frames.
 
 The N frames are real RY composites (sample_data) re-stamped to consecutive 5-minute times.
+Threads: ours decodes on ``--workers`` threads (default: the cores), wradlib on one. Whole
+commands against wradlib as a user times them (start-up included, bzip2 files): `bench_e2e.py`.
 """
 
 from __future__ import annotations
@@ -186,7 +188,9 @@ def main() -> None:
         "# Ingest benchmark",
         "",
         f"`python benchmarks/bench_ingest.py --repeats {args.repeats} --frames {args.frames} "
-        f"--mem-frames {args.mem_frames}` on {os.cpu_count()} cores, "
+        f"--mem-frames {args.mem_frames}` on {os.cpu_count()} cores (ours: "
+        f"{os.cpu_count()} worker threads in the whole-ingest runs, one in the decode rows; "
+        "wradlib: one), "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
         "",
         "## Decode one frame from its file (median of repeats)",

@@ -3,7 +3,9 @@
 Run on demand: ``python benchmarks/bench_verify.py``; results go to
 ``benchmarks/results/verify.md`` and ``verify.json``. Absolute times on a shared machine are
 noise: every figure is a ratio against a reference measured in the same run (each timing the
-best of its repeats, references and ours interleaved).
+best of its repeats, references and ours interleaved). Everything here runs in one process,
+after imports; `bench_e2e.py` times whole commands as a user does. Threads: ours uses
+``_kernels.threads()`` kernel threads (the cores, or ``NUMBA_NUM_THREADS``), pysteps one.
 
 Data: realistic rain on a 480×480 grid — the real KNMI RAD_NL25 composites of
 ``sample_data/knmi`` (rain over the Netherlands, 2010-08-26), a 480×480 window over the radar
@@ -12,7 +14,8 @@ S + L consecutive 5-minute frames; the forecasts are the persistence forecasts o
 frames, each lead shifted by a further pixel (a moving-forecast error), uint8 in a forecast
 store of S samples × L leads.
 
-1. end to end: ``verify.evaluate`` of the forecast store (categorical scores at 5 thresholds,
+1. in process (from the Zarr stores to the scores, after imports; `bench_e2e.py` times the
+   whole command): ``verify.evaluate`` of the forecast store (categorical scores at 5 thresholds,
    from opening the Zarr stores to the scores) vs pysteps' ``det_cat_fct_accum`` called frame
    by frame and threshold by threshold on arrays already in memory (uint8 pixels, threshold
    P(τ) − 0.5 for our P ≥ P(τ), and only the valid pixels, extracted beforehand, outside
@@ -207,6 +210,9 @@ def main() -> None:
         "samples": args.samples,
         "leads": args.leads,
         "edge": EDGE,
+        "threads_ours": _kernels.threads(),
+        "batch_mb": verify.BATCH_BYTES >> 20,
+        "threads_pysteps": 1,
     }
     try:
         seeds = knmi_frames(work)
@@ -313,14 +319,16 @@ def write(r: dict) -> None:
     lines = [
         "# Verification benchmark",
         "",
-        f"`{r['command'].strip()}` on 2 shared cores, {r['date']}.",
+        f"`{r['command'].strip()}` on {os.cpu_count()} shared cores, {r['date']}; ours with "
+        f"{r['threads_ours']} kernel threads, pysteps with {r['threads_pysteps']} (NumPy, "
+        "single-threaded). In one process, after imports: `bench_e2e.md` has whole commands.",
         "",
         f"Data: {r['samples']} samples × {r['leads']} leads × {r['edge']}×{r['edge']} uint8 "
         f"from the real KNMI sample (valid fraction {r['valid_fraction']}, "
         f"{r['wet_fraction_valid_0.5mmh']:.0%} of valid pixels ≥ 0.5 mm/h), "
         f"{e['forecast_bytes'] / 1e6:.0f} MB of forecasts; 5 thresholds (0.5, 2, 5, 10, 30 mm/h).",
         "",
-        "## End to end vs pysteps",
+        "## In one process vs pysteps (after imports; whole commands: `e2e.md`)",
         "",
         "ours: `verify.evaluate(store, groups=('categorical',))` from the Zarr stores to the "
         "scores; pysteps: `det_cat_fct_accum` per frame and threshold on arrays in memory "
@@ -344,7 +352,8 @@ def write(r: dict) -> None:
         "## Peak memory (RSS of a fresh process) vs samples verified",
         "",
         "`verify.evaluate` (categorical scores; the continuous ones stream through the same "
-        "batches) in a fresh process; forecasts are read in batches of about 32 MB (two "
+        "batches) in a fresh process; forecasts are read in batches of about "
+        f"{r['batch_mb']} MB (two "
         "reused buffers: one scored, one being read), each with its observed frames. The "
         "smallest run ends before the buffers and the read-ahead reach their steady size; from "
         "S to 10·S samples the peak should not move. The second column repeats the runs with "

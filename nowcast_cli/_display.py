@@ -59,6 +59,7 @@ class Progress:
                 "write": "writing",
                 "verify": "verifying",
                 "predict": "predicting",
+                "copy": "training copy",
             }.get(phase, phase)
             self._tasks[phase] = self._bar.add_task(label, total=total, rate="")
         task = self._tasks[phase]
@@ -334,8 +335,17 @@ def show_verification(r: Any, per_lead: bool) -> None:
     con.print(
         f"{r.forecasts} ({what or 'forecasts'}) against {r.observations} ({grid}): "
         f"{r.samples} samples, {r.frames_scored} frames scored"
-        + (f", {r.frames_missing} without observation" if r.frames_missing else "")
         + f"; leads {', '.join(str(m) for m in r.lead_minutes)} min",
+        markup=False,
+        highlight=False,
+    )
+    if r.unobserved is not None and r.unobserved.missing:
+        con.print(r.unobserved.describe(), markup=False, highlight=False)
+    con.print(
+        "scored: the model's output at 1/256 pixel (forecast_fine, within 0.0005 dBZ of it)"
+        if r.fine
+        else "scored: the stored whole pixels (a model's output rounded to them moves by up to "
+        "half a pixel, 0.14 dBZ; forecasts of observed pixels, e.g. persistence, are exact)",
         markup=False,
         highlight=False,
     )
@@ -409,6 +419,8 @@ def show_comparison(c: Any, per_lead: bool) -> None:
         markup=False,
         highlight=False,
     )
+    if c.unobserved is not None and c.unobserved.missing:
+        con.print(c.unobserved.describe(), markup=False, highlight=False)
 
     def cell(m: str, *index: int) -> str:
         d = c.diff[m][index] if index else c.diff[m]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -113,9 +114,12 @@ def ingest(
         list[Path], typer.Argument(help="Files or directories to ingest.", show_default=False)
     ],
     out: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
-            "--out", "-o", help="Store to create or extend. [default: ./nowcast-data/SOURCE.zarr]"
+            "--out",
+            "-o",
+            help="Store (folder or s3://, gs:// URL) to create or extend. "
+            "[default: ./nowcast-data/SOURCE.zarr]",
         ),
     ] = None,
     product: Annotated[
@@ -204,6 +208,18 @@ def ingest(
         show.show_ingest(report)
     if strict and report.failed:
         raise _fail(f"{len(report.failed)} file(s) failed (--strict)")
+    if report.failed and not report.written:
+        first = report.failed[0]
+        more = f" and {len(report.failed) - 1} more" if len(report.failed) > 1 else ""
+        kept = (
+            f"{report.store} is unchanged"
+            if report.frames
+            else f"no store was left at {report.store}"
+        )
+        raise _fail(
+            f"nothing written: {first.name}: {first.reason}{more} ({kept}; is the input "
+            f"{source} data? See `nowcast list sources`)"
+        )
 
 
 # -- train ---------------------------------------------------------------------------------------
@@ -217,7 +233,8 @@ def train(
     model: Annotated[str | None, _opt("Model to train (see `nowcast list models`).")] = None,
     loss: Annotated[str | None, _opt("Training loss (see `nowcast list losses`).")] = None,
     store: Annotated[
-        Path | None, _opt("Observation store. (default: the only store in ./nowcast-data)")
+        str | None,
+        _opt("Observation store, folder or URL. (default: the only store in ./nowcast-data)"),
     ] = None,
     config: Annotated[
         Path | None, _opt("TOML file of options (keys as these options; the command line wins).")
@@ -226,7 +243,7 @@ def train(
         bool, typer.Option("--resume", help="Continue a run (--run, default the latest).")
     ] = False,
     run: Annotated[
-        Path | None, _opt("Run folder. (default: runs/MODEL-LOSS-UTCTIME, or the latest to resume)")
+        str | None, _opt("Run folder. (default: runs/MODEL-LOSS-UTCTIME, or the latest to resume)")
     ] = None,
     size: Annotated[int | None, _opt("Training-copy edge of the store. (default: 120)")] = None,
     in_frames: Annotated[int | None, _opt("Observed frames per sample. (default: 10)")] = None,
@@ -328,9 +345,14 @@ def train(
         options[key] = options.pop(flag)
     options = {k: str(v) if isinstance(v, Path) else v for k, v in options.items()}
     options["resume"] = resume or None
+    from nowcast_cli.store import ensure_copy, resolve_store
     from nowcast_cli.train import configure, fit
 
     cfg = configure(options, config)
+    if cfg.model and cfg.loss and os.environ.get("RANK", "0") == "0":
+        # a missing training copy is made once from the store's full grid, with a bar
+        with show.Progress(enabled=not (_State.quiet or _State.as_json)) as bar:
+            ensure_copy(resolve_store(cfg.data.store), cfg.data.size, progress=bar.update)
     with show.TrainProgress(enabled=not (_State.quiet or _State.as_json)) as bar:
         result = fit(cfg, progress=bar.update)
     if result.rank != 0:
@@ -353,7 +375,7 @@ def train(
 @handle_errors
 def predict(
     run: Annotated[
-        Path | None,
+        str | None,
         _opt(
             "Trained run to forecast with (with --model: whose store and split to follow). "
             "(default: the latest run)"
@@ -363,7 +385,7 @@ def predict(
         str | None, _opt("A baseline instead of a trained run: persistence or extrapolation.")
     ] = None,
     store: Annotated[
-        Path | None, _opt("Observation store. (default: the run's, or the only one)")
+        str | None, _opt("Observation store, folder or URL. (default: the run's, or the only one)")
     ] = None,
     split: Annotated[
         str, typer.Option(help="The split whose windows to forecast: test, valid or train.")
@@ -397,7 +419,7 @@ def predict(
         str, typer.Option(help="Extrapolation motion field: lk (Lucas–Kanade) or vet.")
     ] = "lk",
     out: Annotated[
-        Path | None, _opt("Forecast store to write. (default: RUN/forecasts.zarr)")
+        str | None, _opt("Forecast store (folder or URL) to write. (default: RUN/forecasts.zarr)")
     ] = None,
     overwrite: Annotated[
         bool,
@@ -431,9 +453,10 @@ def predict(
 @handle_errors
 def verify(
     forecasts: Annotated[
-        Path | None,
+        str | None,
         typer.Argument(
-            help="Forecast store or run folder. [default: the newest runs/*/forecasts.zarr]"
+            help="Forecast store (folder or URL) or run folder. "
+            "[default: the newest runs/*/forecasts.zarr]"
         ),
     ] = None,
     thresholds: Annotated[
@@ -459,7 +482,7 @@ def verify(
     ] = 24.0,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap draws.")] = 0,
     compare: Annotated[
-        tuple[Path, Path] | None,
+        tuple[str, str] | None,
         typer.Option(
             help="Two runs or forecast stores: paired difference A − B on their shared "
             "issue times. Comma-separated runs on each side (e.g. seeds) are paired by "
@@ -468,7 +491,7 @@ def verify(
         ),
     ] = None,
     store: Annotated[
-        Path | None,
+        str | None,
         typer.Option(help="Observation store. [default: the one the forecasts name]"),
     ] = None,
     scores: Annotated[
@@ -522,7 +545,7 @@ def plot(
         ),
     ],
     runs: Annotated[
-        list[Path] | None,
+        list[str] | None,
         typer.Argument(
             help="Runs or forecast stores to draw. [default: the latest (up to 6) that have "
             "what the figure needs]",
@@ -530,7 +553,7 @@ def plot(
         ),
     ] = None,
     store: Annotated[
-        Path | None, _opt("Observation store (store). (default: the only one)")
+        str | None, _opt("Observation store (store), folder or URL. (default: the only one)")
     ] = None,
     time: Annotated[
         str | None,
@@ -617,20 +640,23 @@ def demo(
 @handle_errors
 def info(
     target: Annotated[
-        Path | None,
-        typer.Argument(help="A store or a run folder. [default: the only store in ./nowcast-data]"),
+        str | None,
+        typer.Argument(
+            help="A store (folder or URL) or a run folder. "
+            "[default: the only store in ./nowcast-data]"
+        ),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Describe a store (product, shape, time span, gaps, units) or a run folder."""
     _modes(False, as_json)
     from nowcast_cli.runs import is_run
-    from nowcast_cli.store import Store, resolve_store
+    from nowcast_cli.store import Store, is_url, location, resolve_store
 
-    if target is not None and is_run(target):
+    if target is not None and not is_url(location(target)) and is_run(Path(target)):
         from nowcast_cli.runs import run_summary
 
-        summary = run_summary(target)
+        summary = run_summary(Path(target))
         if _State.as_json:
             _print_json(summary)
         else:
@@ -755,7 +781,13 @@ def list_stores_cmd(as_json: JsonOpt = False) -> None:
             info = s.summary()
         info["path"] = str(p.relative_to(cwd)) if p.is_relative_to(cwd) else str(p)
         rows.append({k: info[k] for k in ("path", "product", "frames", "start", "end")})
-    _print_rows(rows, ["path", "product", "frames", "start", "end"], "stores")
+    _print_rows(
+        rows,
+        ["path", "product", "frames", "start", "end"],
+        "stores",
+        empty="no stores in ./nowcast-data: make one with `nowcast ingest SOURCE RAW...` "
+        "(`nowcast list sources` names the sources), or pass --store to a command",
+    )
 
 
 @list_app.command("runs")
@@ -775,12 +807,23 @@ def list_runs_cmd(as_json: JsonOpt = False) -> None:
             }
             for r in rows
         ]
-    _print_rows(rows, ["name", "model", "loss", "steps", "select", "best_score"], "runs")
+    _print_rows(
+        rows,
+        ["name", "model", "loss", "steps", "select", "best_score"],
+        "runs",
+        empty="no runs in ./runs: train one with `nowcast train --model MODEL --loss LOSS`, or "
+        "forecast with a baseline: `nowcast predict --model persistence`",
+    )
 
 
-def _print_rows(rows: list[dict[str, Any]], columns: list[str], what: str) -> None:
+def _print_rows(
+    rows: list[dict[str, Any]], columns: list[str], what: str, empty: str | None = None
+) -> None:
     if _State.as_json:
         _print_json(rows)
+        return
+    if not rows and empty is not None:
+        typer.echo(empty)
         return
     from rich.table import Table
 

@@ -9,8 +9,6 @@ All functions are NumPy-vectorized; tables are computed in float64.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 PIXEL_FORMULA = "dBZ = 70 * P / 255 - 10"
@@ -82,20 +80,74 @@ def encode_table(table: np.ndarray, quantity: str, a: float, b: float) -> np.nda
     raise ValueError(f"unknown quantity {quantity!r}")
 
 
-def event_pixels(thresholds: np.ndarray | list[float], a: float, b: float) -> np.ndarray:
-    """Smallest pixel value counted as "rain ≥ τ" for each rain-rate threshold τ (mm/h).
+def code_rates(a: float, b: float, scale: int = 1) -> np.ndarray:
+    """float64 rain rate (mm/h) of every code 0 .. 255·scale, code c standing for pixel c/scale.
 
-    Rain ≥ τ ⇔ P ≥ P(τ) (the continuous `threshold_to_pixel`), so the first such integer
-    pixel is ceil(P(τ)); never below 1, since pixel 0 is no echo (0 mm/h); 256 when even
-    P = 255 is below τ (the event cannot occur in this encoding).
+    ``scale`` 1: the 256 whole pixels (`rate_table`); 256: the fine forecast codes (pixel value
+    in 1/256 steps, `unit_to_fine`). Code 0 is no echo (0 mm/h).
+    """
+    c = np.arange(255 * scale + 1, dtype=np.float64)
+    return pixel_to_rate(c / scale, a, b)
+
+
+def event_codes(
+    thresholds: np.ndarray | list[float], a: float, b: float, scale: int = 1
+) -> np.ndarray:
+    """Smallest code counted as "rain ≥ τ" for each rain-rate threshold τ (mm/h).
+
+    A code (pixel × `scale`) is an event when the rain rate it decodes to, `code_rates`, is
+    ≥ τ: the comparison is made on the decoded rate itself, so a threshold equal to a code's
+    own rate counts that code (no rounding of the continuous P(τ), which lands a hair above an
+    integer for many pixels and would make "≥" a ">"). Never below 1, since code 0 is no echo;
+    255·scale + 1 when even the largest code is below τ (the event cannot occur).
 
     Returns
     -------
     np.ndarray
         int64, one per threshold.
     """
-    out = [max(1, math.ceil(threshold_to_pixel(float(t), a, b))) for t in np.ravel(thresholds)]
-    return np.minimum(np.asarray(out, dtype=np.int64), 256)
+    rates = code_rates(a, b, scale)[1:]  # increasing with the code
+    t = np.asarray(np.ravel(thresholds), dtype=np.float64)
+    return np.searchsorted(rates, t, side="left").astype(np.int64) + 1
+
+
+def event_pixels(thresholds: np.ndarray | list[float], a: float, b: float) -> np.ndarray:
+    """Smallest pixel value counted as "rain ≥ τ" for each rain-rate threshold τ (mm/h).
+
+    The first pixel whose decoded rate (`rate_table`) is ≥ τ, compared exactly; ≥ 1 (pixel 0
+    is no echo), 256 when even P = 255 is below τ. See `event_codes`.
+
+    Returns
+    -------
+    np.ndarray
+        int64, one per threshold.
+    """
+    return event_codes(thresholds, a, b, 1)
+
+
+#: fine forecast codes: pixel value × FINE_SCALE as uint16 (0 … 65280), 1/256 pixel steps
+FINE_SCALE = 256
+FINE_FORMULA = "pixel = forecast_fine / 256; dBZ = 70 * pixel / 255 - 10"
+
+
+def unit_to_fine(x: np.ndarray) -> np.ndarray:
+    """Model outputs on the [0, 1] pixel scale to uint16 fine codes: clip, ×255·256, round.
+
+    The code is the pixel value in 1/256 steps: within 1/512 pixel (0.0003 dBZ) of the output,
+    where `unit_to_pixel` is within half a pixel (0.14 dBZ).
+    """
+    v = np.clip(np.asarray(x, dtype=np.float64), 0.0, 1.0) * (255.0 * FINE_SCALE)
+    return np.floor(v + 0.5).astype(np.uint16)
+
+
+def code_scale(dtype: np.dtype | type) -> int:
+    """Codes per pixel of a forecast array: 1 for uint8 pixels, 256 for uint16 fine codes."""
+    dt = np.dtype(dtype)
+    if dt == np.uint8:
+        return 1
+    if dt == np.uint16:
+        return FINE_SCALE
+    raise ValueError(f"forecast codes are uint8 pixels or uint16 fine codes, not {dt}")
 
 
 def unit_to_pixel(x: np.ndarray) -> np.ndarray:

@@ -398,6 +398,7 @@ def _store(cfg: PlotConfig) -> list[Path]:
     from nowcast_cli.encoding import rate_table
     from nowcast_cli.plotting import MEAN_LEVELS, plot_store
     from nowcast_cli.store import Store, iter_chunks, resolve_store
+    from nowcast_cli.store import stem as store_stem
 
     path = resolve_store(cfg.store)
     with Store.open(path) as store:
@@ -406,7 +407,7 @@ def _store(cfg: PlotConfig) -> list[Path]:
         size = cfg.size
         coords = store.coordinates() if size is None else None
         x, y = coords if coords is not None else (None, None)
-        name = store.attrs.get("product") or path.stem
+        name = store.attrs.get("product") or store_stem(path)
         if cfg.mean:
             table = rate_table(*store.zr)
             shape = store.shape if size is None else (size, size)
@@ -422,7 +423,7 @@ def _store(cfg: PlotConfig) -> list[Path]:
                 f"{_iso(int(store.times[-1]))} UTC, {len(store)} frames",
                 units="mean rain rate (mm/h)", levels=MEAN_LEVELS,
             )  # fmt: skip
-            stem = f"{path.stem}-mean"
+            stem = f"{store_stem(path)}-mean"
         else:
             k = len(store) - 1
             if cfg.time is not None:
@@ -440,7 +441,6 @@ def _store(cfg: PlotConfig) -> list[Path]:
                 frames[0], valid[0], store.zr, x=x, y=y,
                 title=f"{name}, {_iso(int(store.times[k]))} UTC ({grid})",
             )  # fmt: skip
-            stem = (
-                f"{path.stem}-{dt.datetime.fromtimestamp(int(store.times[k]), dt.UTC):%Y%m%d-%H%M}"
-            )
+            when = dt.datetime.fromtimestamp(int(store.times[k]), dt.UTC)
+            stem = f"{store_stem(path)}-{when:%Y%m%d-%H%M}"
     return [_save(fig, _output(cfg, Path.cwd(), stem))]

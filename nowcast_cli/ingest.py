@@ -37,7 +37,19 @@ from nowcast_cli.grid import Box, parse_box
 from nowcast_cli.io import READERS, create_reader
 from nowcast_cli.io.base import BadFileError, Failure, FrameInfo, Item, Reader, Scanned
 from nowcast_cli.resample import Coarsener
-from nowcast_cli.store import DEFAULT_DIR, FULL_CHUNK_T, Gap, Store, find_gaps, iso
+from nowcast_cli.store import (
+    DEFAULT_DIR,
+    FULL_CHUNK_T,
+    Gap,
+    Location,
+    Store,
+    exists,
+    find_gaps,
+    is_url,
+    iso,
+    location,
+    lock_path,
+)
 
 Progress = Callable[[str, int, int], None]
 WRITE_BATCH = 4 * FULL_CHUNK_T  # frames per append: whole chunks, few metadata updates
@@ -49,7 +61,7 @@ R = TypeVar("R")
 class IngestReport:
     """Outcome of one ingest run."""
 
-    store: Path
+    store: Location
     source: str
     product: str | None = None
     written: int = 0
@@ -145,8 +157,9 @@ def ingest(
     if any(s < 1 for s in sizes):
         raise ConfigError(f"training sizes must be positive, got {sizes}")
     box = parse_box(crop) if crop is not None else None
-    out_path = Path(out) if out is not None else default_store_path(reader_cls.name)
+    out_path = location(out) if out is not None else default_store_path(reader_cls.name)
     report = IngestReport(store=out_path, source=reader_cls.name)
+    made = _missing_dirs(out_path.parent) if isinstance(out_path, Path) else []
     store = _open_or_check(out_path)
     try:
         if store is not None:
@@ -155,7 +168,8 @@ def ingest(
         if not files:
             raise DataError(f"no files found in {', '.join(map(str, roots))}")
         nworkers = max(1, min(workers or os.cpu_count() or 1, len(files)))
-        workroot = out_path.parent
+        # tar members unpack beside a local store (same disk), else in the system's temp dir
+        workroot = out_path.parent if isinstance(out_path, Path) else None
         with (
             tempfile.TemporaryDirectory(prefix=".nowcast-ingest-", dir=workroot) as tmp,
             _pool(nworkers) as pool,
@@ -208,6 +222,8 @@ def ingest(
     finally:
         if store is not None:
             store.close()  # consolidates, also after an error: xarray sees what was committed
+        if isinstance(out_path, Path):  # an empty store at a URL stays (the report says so)
+            _remove_if_empty(out_path, report.created, made)
 
 
 def _make_reader(source: str, options: dict[str, Any]) -> Reader:
@@ -252,8 +268,44 @@ def _check_existing(store: Store, reader: Reader, options: dict[str, Any], box: 
             )
 
 
-def _open_or_check(path: Path) -> Store | None:
+def _missing_dirs(folder: Path) -> list[Path]:
+    """`folder` and those of its parents that do not exist yet (innermost first)."""
+    out = []
+    p = folder.absolute()
+    while not p.exists() and p != p.parent:
+        out.append(p)
+        p = p.parent
+    return out
+
+
+def _remove_if_empty(path: Path, created: bool, made: list[Path]) -> None:
+    """Leave nothing behind a run that wrote no frame.
+
+    Removes the store it created if that holds no frame (every file failed to decode), and the
+    folders it made for it.
+    """
+    import shutil
+
+    if created and path.is_dir():
+        try:
+            empty = len(Store.open(path)) == 0
+        except StoreError:
+            empty = False
+        if empty:
+            shutil.rmtree(path, ignore_errors=True)
+            lock_path(path).unlink(missing_ok=True)
+    for d in made:  # innermost first; stops at the first folder that holds something
+        try:
+            d.rmdir()
+        except OSError:
+            break
+
+
+def _open_or_check(path: Location) -> Store | None:
     """Open an existing store for appending, or check that a new one can be created."""
+    if is_url(path):
+        return Store.open(path, mode="a") if exists(path) else None
+    assert isinstance(path, Path)
     if path.exists():
         if path.is_dir() and not any(path.iterdir()):
             return None
@@ -419,12 +471,17 @@ def _decode_one(
     | tuple[int, np.ndarray, np.ndarray, dict[int, tuple[np.ndarray, np.ndarray]], list[Failure]]
 ):
     try:
-        _, pix, valid, notes = reader.read_pixels(item, zr)
+        got, pix, valid, notes = reader.read_pixels(item, zr)
     except BadFileError as exc:
         return Failure(item.name, exc.reason)
     if pix.shape != info.grid.shape:
         return Failure(
             item.name, f"frame shape {pix.shape} differs from its header {info.grid.shape}"
+        )
+    if _describe(got) != _describe(info):  # what was planned must be what was read
+        return Failure(
+            item.name,
+            f"its header says {_describe(got)}, its scan (file name) said {_describe(info)}",
         )
     coarse = {}
     for size, box in zip(sizes, boxes, strict=True):
@@ -434,6 +491,14 @@ def _decode_one(
         coarse[size] = _COARSENERS[key](pix, valid)
     warns = [Failure(item.name, w) for w in notes]
     return info.time, pix, valid, coarse, warns
+
+
+def _describe(info: FrameInfo) -> str:
+    lead = f" +{info.lead_min} min" if info.lead_min else ""
+    return (
+        f"{info.product} {iso(info.time)}{lead}, {info.grid.rows}x{info.grid.cols} every "
+        f"{info.interval_s // 60} min"
+    )
 
 
 def _pool(nworkers: int) -> Any:

@@ -39,8 +39,9 @@ from typing import Any
 import numpy as np
 
 from nowcast_cli import runs
-from nowcast_cli.encoding import unit_to_pixel
+from nowcast_cli.encoding import unit_to_fine, unit_to_pixel
 from nowcast_cli.errors import ConfigError, DataError, RunError, StoreError
+from nowcast_cli.store import Location, is_url, location
 
 __all__ = ["BASELINES", "PredictConfig", "PredictResult", "forecast"]
 
@@ -142,7 +143,7 @@ class PredictConfig:
 class PredictResult:
     """What `forecast` wrote."""
 
-    forecasts: Path
+    forecasts: Location
     run: Path
     model: str
     samples: int  # samples in the forecast store
@@ -163,8 +164,8 @@ class _Job:
     """Everything resolved before the first forecast."""
 
     run: Path
-    out: Path
-    store: Path
+    out: Location
+    store: Location
     model: str  # registry name or baseline
     size: int | None  # training copy edge; None = full grid
     in_frames: int
@@ -231,7 +232,7 @@ def _iso(t: int | None) -> str:
 def _plan(cfg: PredictConfig) -> _Job:
     from nowcast_cli.checkpoint import read_checkpoint
     from nowcast_cli.config import DataConfig
-    from nowcast_cli.store import Store, resolve_store
+    from nowcast_cli.store import Store, ensure_copy, resolve_store
 
     run: Path | None = None
     checkpoint: Path | None = None
@@ -255,6 +256,8 @@ def _plan(cfg: PredictConfig) -> _Job:
                 )
     data_opts.update({k: v for k, v in given.items() if v is not None})
     store_path = resolve_store(cfg.store or data_opts.get("store"))
+    if not cfg.native and "size" in data_opts:
+        ensure_copy(store_path, int(data_opts["size"]))  # made once from the full grid
     with Store.open(store_path) as store:
         if "size" not in data_opts:
             data_opts["size"] = store.sizes[0] if len(store.sizes) == 1 else 120
@@ -274,7 +277,7 @@ def _plan(cfg: PredictConfig) -> _Job:
     if cfg.model is None:
         assert run is not None
         out_dir = run
-    elif cfg.out is not None:
+    elif cfg.out is not None and not is_url(location(cfg.out)):
         out_dir = Path(cfg.out).parent
         if not out_dir.exists() or not any(out_dir.iterdir()):
             # a new folder for a baseline is a run folder, like `runs/<baseline>-<time>/`
@@ -283,7 +286,8 @@ def _plan(cfg: PredictConfig) -> _Job:
     else:
         out_dir = runs.new_run_dir(model, None)
         _write_baseline_config(out_dir, cfg, data_cfg, run)
-    out = Path(cfg.out) if cfg.out is not None else out_dir / FORECASTS
+    # a forecast store may be a URL; the run folder (config, scores) stays local
+    out = location(cfg.out) if cfg.out is not None else out_dir / FORECASTS
     if model == "extrapolation" or not _reconstructs(model):
         leads = [k * interval_min for k in range(1, n + 1)]  # X̂_m … X̂_{m+n−1}
     else:  # the rollout's X̂_1 … X̂_{m+n−1}: reconstructions, then the forecast
@@ -402,7 +406,9 @@ def forecast(cfg: PredictConfig, progress: Progress | None = None) -> PredictRes
                 progress("predict", 0, total)
             for batch in _chunks(idx, cfg.batch):
                 frames = _read_inputs(reader, job.inputs[batch])  # (B, m, H, W) uint8
-                fstore.append(job.issue[batch], predictor(frames))
+                pixels, fine = predictor(frames)
+                # a store begun before fine forecasts were kept is resumed without them
+                fstore.append(job.issue[batch], pixels, fine if fstore.has_fine else None)
                 written += len(batch)
                 if progress is not None:
                     progress("predict", written, total)
@@ -424,11 +430,9 @@ def forecast(cfg: PredictConfig, progress: Progress | None = None) -> PredictRes
 
 def _open_output(job: _Job, obs: Any, overwrite: bool) -> Any:
     """The forecast store to append to: new, or the same configuration's (resume)."""
-    import shutil
+    from nowcast_cli.store import ForecastStore, exists, remove
 
-    from nowcast_cli.store import ForecastStore
-
-    if (job.out / "zarr.json").is_file():
+    if exists(job.out):
         fstore = ForecastStore.open(job.out, mode="a")
         if fstore.attrs.get("fingerprint") == job.attrs["fingerprint"]:
             return fstore
@@ -438,11 +442,17 @@ def _open_output(job: _Job, obs: Any, overwrite: bool) -> Any:
                 f"{job.out} holds forecasts of another configuration (model, checkpoint, "
                 "store or issue times); replace it with --overwrite or write elsewhere with --out"
             )
-        shutil.rmtree(job.out)
+        remove(job.out)
         for stale in ("scores.csv", "scores.json"):  # they scored the forecasts just removed
-            (job.out.parent / stale).unlink(missing_ok=True)
+            folder = job.out.parent if isinstance(job.out, Path) else job.run
+            (folder / stale).unlink(missing_ok=True)
     return ForecastStore.create(
-        job.out, observations=obs, size=job.size, lead_minutes=job.leads, attrs=job.attrs
+        job.out,
+        observations=obs,
+        size=job.size,
+        lead_minutes=job.leads,
+        attrs=job.attrs,
+        fine=job.model not in BASELINES,  # a network's continuous output, kept unrounded
     )
 
 
@@ -465,25 +475,32 @@ def _reconstructs(model: str) -> bool:
     return bool(MODELS.get(model).reconstructs)
 
 
-def _predictor(job: _Job, cfg: PredictConfig) -> Callable[[np.ndarray], np.ndarray]:
-    """A function from observed frames (B, m, H, W) uint8 to forecasts (B, L, H, W) uint8."""
+Forecasts = tuple[np.ndarray, np.ndarray | None]
+
+
+def _predictor(job: _Job, cfg: PredictConfig) -> Callable[[np.ndarray], Forecasts]:
+    """A function from observed frames (B, m, H, W) uint8 to forecasts (B, L, H, W).
+
+    It returns uint8 pixels, and for a network its output as uint16 fine codes (None for the
+    baselines, whose forecasts are whole pixels).
+    """
     if job.model == "extrapolation":
         from nowcast_cli.baselines import extrapolate
 
         n = job.out_frames
 
-        def extrapolation(frames: np.ndarray) -> np.ndarray:
-            return np.stack([extrapolate(f, n, motion=cfg.motion) for f in frames])
+        def extrapolation(frames: np.ndarray) -> Forecasts:
+            return np.stack([extrapolate(f, n, motion=cfg.motion) for f in frames]), None
 
         extrapolation(np.zeros((1, job.in_frames, 4, 4), np.uint8))  # fail early without pysteps
         return extrapolation
     if job.model == "persistence":
         m, n = job.in_frames, job.out_frames
 
-        def persistence(frames: np.ndarray) -> np.ndarray:
+        def persistence(frames: np.ndarray) -> Forecasts:
             # the rollout of `create_model("persistence")`: X̂_{s+1} = X_s, then X_{m−1} repeated
             last = np.repeat(frames[:, m - 1 : m], n, axis=1)
-            return np.ascontiguousarray(np.concatenate([frames[:, : m - 1], last], axis=1))
+            return np.ascontiguousarray(np.concatenate([frames[:, : m - 1], last], axis=1)), None
 
         return persistence
     import torch
@@ -500,12 +517,13 @@ def _predictor(job: _Job, cfg: PredictConfig) -> Callable[[np.ndarray], np.ndarr
     model.to(device).eval()
     n = job.out_frames
 
-    def network(frames: np.ndarray) -> np.ndarray:
+    def network(frames: np.ndarray) -> Forecasts:
         with torch.inference_mode():
             x = torch.from_numpy(frames).to(device).unsqueeze(2).float().div_(255.0)
             # (B, m + n − 1, 1, H, W), or (B, n, 1, H, W) for a forecast-only model: linear
             # outputs on the [0, 1] scale, one per lead of the job
             out = model(x, n)
-            return unit_to_pixel(out.squeeze(2).cpu().numpy())
+            y = out.squeeze(2).cpu().numpy()
+            return unit_to_pixel(y), unit_to_fine(y)
 
     return network

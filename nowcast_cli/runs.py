@@ -90,6 +90,7 @@ def resolve_run(path: str | Path | None, what: str = "run") -> Path:
         If the given folder is not a run, or none exists.
     """
     if path is not None:
+        check_local(path)
         p = Path(path)
         if not p.is_dir():
             raise RunError(f"{p}: no such run folder")
@@ -103,6 +104,21 @@ def resolve_run(path: str | Path | None, what: str = "run") -> Path:
             "train one first: nowcast train --model NAME --loss NAME"
         )
     return runs[-1]
+
+
+def check_local(path: str | Path) -> None:
+    """Raise unless `path` is a local folder: run folders are never URLs.
+
+    A run is written by appends (``metrics.csv``), atomic renames (checkpoints, config,
+    scores) and a resume reads back what it wrote; object storage has neither appends nor
+    renames, and a run folder is small enough to copy (``aws s3 sync``). Stores, which are
+    large and written chunk by chunk, may be URLs.
+    """
+    if isinstance(path, str) and "://" in path and not path.startswith("file://"):
+        raise RunError(
+            f"{path}: run folders are local folders, not URLs (only stores may be URLs); "
+            "copy the run folder here (e.g. aws s3 sync URL ./runs/NAME) and pass that"
+        )
 
 
 def best_checkpoint(run: Path) -> Path:

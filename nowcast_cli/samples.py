@@ -35,7 +35,7 @@ import torch
 
 from nowcast_cli.config import DataConfig, parse_range
 from nowcast_cli.errors import DataError, StoreError
-from nowcast_cli.store import Store, iso
+from nowcast_cli.store import Store, ensure_copy, iso, location
 
 __all__ = [
     "MIX_BLOCKS",
@@ -116,14 +116,10 @@ class Splits:
 
 
 def check_size(store: Store, size: int) -> None:
-    """Raise unless the store holds a `size`×`size` training copy (naming how to get one)."""
+    """Raise unless the store holds a `size`×`size` training copy (`ensure_copy` makes one)."""
     if size not in store.sizes:
         have = ", ".join(f"{s}×{s} (--size {s})" for s in store.sizes) or "none"
-        source = store.attrs.get("source", "SOURCE")
-        raise StoreError(
-            f"{store.path} has no {size}×{size} training copy (it has {have}); ingest into a "
-            f"new store with one: nowcast ingest {source} RAW... --out NEW.zarr --size {size}"
-        )
+        raise StoreError(f"{store.path} has no {size}×{size} training copy (it has {have})")
 
 
 def find_windows(
@@ -152,12 +148,30 @@ def find_windows(
     t = np.asarray(times, dtype=np.int64)
     if interval_s <= 0:
         raise StoreError("the store has no product interval (interval_seconds)")
+    n = len(t)
+    # the fast path: a window whose frames follow each other at exactly Δ is those frames
+    # (each slot's nearest frame is at distance 0); only windows over a gap, an irregular
+    # step or the end of the archive need the search (`_search_windows`)
+    regular = np.zeros(n, dtype=bool)
+    if n >= length:
+        steps = np.concatenate([[0], np.cumsum(np.diff(t) == interval_s)])
+        m = n - length + 1
+        regular[:m] = steps[length - 1 : length - 1 + m] - steps[:m] == length - 1
+    frames = np.empty((n, length), dtype=np.int64)
+    frames[regular] = np.nonzero(regular)[0][:, None] + np.arange(length, dtype=np.int64)
+    odd = np.nonzero(~regular)[0]
+    frames[odd] = _search_windows(t, t[odd], interval_s, length)
+    keep = (frames < 0).sum(1) <= max_missing
+    return frames[keep], t[keep]
+
+
+def _search_windows(t: np.ndarray, anchors: np.ndarray, interval_s: int, length: int) -> np.ndarray:
+    """The frame of each slot of windows anchored at `anchors`: nearest within Δ/2, else -1."""
     half = interval_s / 2
-    out_f, out_s = [], []
+    out = [np.zeros((0, length), np.int64)]
     offsets = interval_s * np.arange(length, dtype=np.int64)
-    for b0 in range(0, len(t), _BLOCK):
-        anchors = t[b0 : b0 + _BLOCK]
-        want = anchors[:, None] + offsets[None, :]  # (k, L) slot times
+    for b0 in range(0, len(anchors), _BLOCK):
+        want = anchors[b0 : b0 + _BLOCK, None] + offsets[None, :]  # (k, L) slot times
         right = np.searchsorted(t, want, side="left")  # first frame at or after the slot
         left = right - 1
         t_r = t[np.minimum(right, len(t) - 1)]
@@ -172,12 +186,8 @@ def find_windows(
         repeat = np.zeros_like(idx, dtype=bool)
         repeat[:, 1:] = (idx[:, 1:] == idx[:, :-1]) & (idx[:, 1:] >= 0)
         idx[repeat] = -1
-        keep = (idx < 0).sum(1) <= max_missing
-        out_f.append(idx[keep])
-        out_s.append(anchors[keep])
-    if not out_f:
-        return np.zeros((0, length), np.int64), np.zeros(0, np.int64)
-    return np.concatenate(out_f), np.concatenate(out_s)
+        out.append(idx)
+    return np.concatenate(out)
 
 
 def _local_days(seconds: np.ndarray, tz: str | None) -> np.ndarray:
@@ -395,6 +405,7 @@ def _no_window_message(store: Store, times: np.ndarray, interval: int, cfg: Data
 
 def make_splits(cfg: DataConfig, store_path: str | Path) -> Splits:
     """Open the store, check its training copy and split its windows (see `split_windows`)."""
+    ensure_copy(store_path, cfg.size)
     with Store.open(store_path) as store:
         check_size(store, cfg.size)
         splits = split_windows(store, cfg)
@@ -416,7 +427,7 @@ class WindowDataset(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]])
     def __init__(
         self, store_path: str | Path, size: int, split: Split, cache_bytes: int = 256 * 2**20
     ) -> None:
-        self.store_path = Path(store_path)
+        self.store_path = location(store_path)
         self.size = size
         self.frames = split.frames
         self.cache_bytes = cache_bytes
@@ -430,6 +441,17 @@ class WindowDataset(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]])
             self._reader = Store.open(self.store_path).frame_reader(self.size, self.cache_bytes)
         f, v = self._reader.read(self.frames[i])
         return torch.from_numpy(f).unsqueeze(1), torch.from_numpy(v).unsqueeze(1)
+
+    def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """A batch of items, the DataLoader's batched fetch.
+
+        From a URL, the chunks of the whole batch are requested together first
+        (`FrameReader.prefetch`): one round trip instead of one per chunk.
+        """
+        if self._reader is None:
+            self._reader = Store.open(self.store_path).frame_reader(self.size, self.cache_bytes)
+        self._reader.prefetch(self.frames[np.asarray(indices, dtype=np.int64)])
+        return [self[i] for i in indices]
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)

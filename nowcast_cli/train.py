@@ -68,6 +68,8 @@ def configure(options: dict[str, Any], config_file: str | Path | None = None) ->
     """
     given = read_toml(config_file) if config_file is not None else {}
     given.update({k.replace("-", "_"): v for k, v in options.items() if v is not None})
+    if given.get("run") is not None:
+        runs.check_local(given["run"])  # before anything reads a store
     if not given.get("resume"):
         return from_dict(given)
     run = runs.resolve_run(given.get("run"), what="run to resume")
@@ -155,5 +157,5 @@ def _forecast_test(cfg: TrainConfig, result: RunResult, progress: Progress | Non
         progress({"event": "predict", "run": str(result.run_dir)})
     # a resumed run replaces the forecasts of its earlier checkpoint
     out = forecast(PredictConfig(run=str(result.run_dir), device=cfg.device, overwrite=True))
-    result.forecasts = out.forecasts
+    result.forecasts = Path(out.forecasts)  # the run folder's own, always local
     return result

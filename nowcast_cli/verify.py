@@ -8,7 +8,8 @@ chunk, a reader thread decodes the next.
 
 Conventions: thresholds in mm/h become pixels through the observation store's Z–R (rain ≥ τ
 ⇔ P ≥ P(τ)); pixels invalid in the observations are left out; forecast frames without an
-observation (a gap in the store, or beyond its end) are not scored. ``frames="forecast"``
+observation (a gap in the store, or beyond its end) are not scored, and counted
+(`Unobserved`, in the report and ``scores.json``). ``frames="forecast"``
 scores the leads > 0; ``"all"`` also the reconstructions of observed frames (leads ≤ 0), as
 the paper's tables do (its 19 output frames). The table value of a score is the mean of its
 per-lead values (NaN if any lead is undefined), as in the authors' evaluation code.
@@ -39,7 +40,15 @@ from nowcast_cli.metrics import bootstrap as boot
 from nowcast_cli.metrics import categorical, continuous
 from nowcast_cli.metrics.categorical import Contingency
 from nowcast_cli.metrics.continuous import Continuous
-from nowcast_cli.store import ForecastStore, Store, iso, resolve_forecasts
+from nowcast_cli.store import (
+    ForecastStore,
+    Location,
+    Store,
+    is_url,
+    iso,
+    location,
+    resolve_forecasts,
+)
 
 Progress = Callable[[str, int, int], None]
 
@@ -47,7 +56,7 @@ DEFAULT_THRESHOLDS = (0.5, 2.0, 5.0, 10.0, 30.0)
 FRAMES = ("forecast", "all")
 GROUPS = ("categorical", "continuous")
 #: bytes of forecasts read per step (several chunks, to amortise the observations they share)
-BATCH_BYTES = 32 << 20
+BATCH_BYTES = 64 << 20
 DEFAULT_COMPARE_BOOTSTRAP = 1000
 
 
@@ -78,6 +87,109 @@ def parse_thresholds(text: str | list[float] | tuple[float, ...]) -> tuple[float
         shown = ",".join(f"{v:g}" for v in values)
         raise ConfigError(f"thresholds must be strictly increasing, got {shown}")
     return tuple(values)
+
+
+def precision(fine: bool) -> dict[str, Any]:
+    """What the scored forecast values are, and how far they can be from a model's output."""
+    step = 70.0 / 255.0  # dBZ per pixel
+    if fine:
+        return {
+            "scored": "forecast_fine: the model's output at 1/256 pixel",
+            "max_rounding_pixels": 1 / 512,
+            "max_rounding_dbz": round(step / 512, 6),
+            "note": "as the authors' code scores its float output, to within 1/512 pixel",
+        }
+    return {
+        "scored": "forecast: whole pixels on the store encoding",
+        "max_rounding_pixels": 0.5,
+        "max_rounding_dbz": round(step / 2, 4),
+        "note": "exact for forecasts made of observed pixels (persistence); a model's output "
+        "rounded to whole pixels moves by up to half a pixel, which changes a pixel's class "
+        "where the output lies within half a pixel of a threshold",
+    }
+
+
+@dataclass(frozen=True)
+class Unobserved:
+    """Forecast frames (issue time, lead) without an observation: skipped, counted here.
+
+    Attributes
+    ----------
+    total : int
+        Forecast frames at the scored leads (samples × leads).
+    missing : int
+        Of those, frames whose valid time has no frame in the observation store.
+    after_end, before_start, in_gaps : int
+        Where their valid times fall: after the store's last frame (the archive ends),
+        before its first, or between two stored frames (a gap).
+    per_lead : list of int
+        Missing frames at each scored lead.
+    last_observed : int or None
+        Time of the store's last frame (s UTC).
+    """
+
+    total: int
+    missing: int
+    after_end: int
+    before_start: int
+    in_gaps: int
+    per_lead: list[int]
+    last_observed: int | None
+
+    @classmethod
+    def count(
+        cls, match: np.ndarray, issue: np.ndarray, lead_minutes: np.ndarray, obs_times: np.ndarray
+    ) -> Unobserved:
+        """Count the unmatched entries of `match` (S, L) (−1: no observation)."""
+        miss = match < 0
+        vt = issue[:, None] + 60 * lead_minutes[None, :]
+        last = int(obs_times[-1]) if len(obs_times) else None
+        first = int(obs_times[0]) if len(obs_times) else None
+        after = int(np.sum(miss & (vt > last))) if last is not None else int(miss.sum())
+        before = int(np.sum(miss & (vt < first))) if first is not None else 0
+        return cls(
+            total=int(miss.size),
+            missing=int(miss.sum()),
+            after_end=after,
+            before_start=before,
+            in_gaps=int(miss.sum()) - after - before,
+            per_lead=[int(x) for x in miss.sum(axis=0)],
+            last_observed=last,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form (``scores.json``)."""
+        return {
+            "frames": self.total,
+            "without_observation": self.missing,
+            "after_store_end": self.after_end,
+            "before_store_start": self.before_start,
+            "in_store_gaps": self.in_gaps,
+            "per_lead": self.per_lead,
+            "store_last_frame": iso(self.last_observed) if self.last_observed is not None else None,
+        }
+
+    def describe(self) -> str:
+        """One sentence for the report, e.g. "312 of 3,360 forecast frames have no …"."""
+        where = [
+            f"{n:,} {what}"
+            for n, what in (
+                (
+                    self.after_end,
+                    f"valid after its last frame, {iso(self.last_observed)} UTC"
+                    if self.last_observed is not None
+                    else "with no frame stored",
+                ),
+                (self.before_start, "valid before its first frame"),
+                (self.in_gaps, "valid in its gaps"),
+            )
+            if n
+        ]
+        return (
+            f"{self.missing:,} of {self.total:,} forecast frames have no observation in the "
+            f"store ({'; '.join(where)}): they are not scored, and every score is over the "
+            f"{self.total - self.missing:,} observed"
+        )
 
 
 @dataclass
@@ -111,6 +223,8 @@ class Verification:
     frames_missing: int
     blocks: int
     seconds: float
+    unobserved: Unobserved | None = None
+    fine: bool = False  # scored on forecast_fine (1/256 pixel), else on whole pixels
     bootstrap: int = 0
     block_hours: float = 24.0
     seed: int = 0
@@ -142,8 +256,11 @@ class Verification:
             "leads": self.leads.tolist(),
             "lead_minutes": self.lead_minutes.tolist(),
             "samples": self.samples,
+            "forecast_frames": self.frames_scored + self.frames_missing,
             "frames_scored": self.frames_scored,
             "frames_missing_observations": self.frames_missing,
+            "unobserved": self.unobserved.as_dict() if self.unobserved is not None else None,
+            "forecast_precision": precision(self.fine),
             "mean_over_leads": {k: _json(v) for k, v in self.mean.items()},
             "per_lead": {k: _json(v) for k, v in self.per_lead.items()},
             "bootstrap": (
@@ -192,6 +309,7 @@ class Comparison:
     lead_diff: dict[str, np.ndarray]
     lead_diff_interval: dict[str, tuple[np.ndarray, np.ndarray]]
     seconds: float
+    unobserved: Unobserved | None = None
     pairs: int = 1  # runs per side, paired by position (e.g. seeds)
     per_pair: list[dict[str, Any]] = field(default_factory=list)
     # each side's own scores per lead, and 95% intervals (same replicates as the difference)
@@ -229,6 +347,7 @@ class Comparison:
             "leads": self.leads.tolist(),
             "lead_minutes": self.lead_minutes.tolist(),
             "shared_issue_times": self.shared,
+            "unobserved": self.unobserved.as_dict() if self.unobserved is not None else None,
             "bootstrap": {
                 "replicates": self.bootstrap,
                 "block_hours": self.block_hours,
@@ -326,7 +445,7 @@ def _open_target(
         raise ConfigError(f"unknown --frames {frames!r}; valid: {', '.join(FRAMES)}")
     fpath = resolve_forecasts(forecasts)
     fstore = ForecastStore.open(fpath)
-    opath = Path(observations) if observations is not None else fstore.observation_path()
+    opath = location(observations) if observations is not None else fstore.observation_path()
     obs = Store.open(opath)
     ref = fstore.observations
     size = ref.get("size")
@@ -407,7 +526,7 @@ def _match(issue: np.ndarray, lead_minutes: np.ndarray, obs_times: np.ndarray) -
     return np.where(obs_times[pos] == vt, pos, -1).astype(np.int64)
 
 
-def _no_match_message(fpath: Path, obs: Store, issue: np.ndarray, lm: np.ndarray) -> str:
+def _no_match_message(fpath: Location, obs: Store, issue: np.ndarray, lm: np.ndarray) -> str:
     t = obs.times
     have = f"{iso(t[0])} → {iso(t[-1])}" if len(t) else "no frames"
     want = f"{iso(issue[0] + 60 * lm[0])} → {iso(issue[-1] + 60 * lm[-1])}"
@@ -431,14 +550,18 @@ class _ObservationCache:
 
     def frames(self, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Frames and valid masks (U, H, W) of the sorted unique frame indices `wanted`."""
-        parts_f, parts_v = [], []
+        shape = self.obs.shape if self.size is None else (self.size, self.size)
+        out_f = np.empty((len(wanted), *shape), np.uint8)
+        out_v = np.empty((len(wanted), *shape), bool)
         cids = wanted // self.chunk
+        at = 0
         for cid in np.unique(cids):
             f, v = self._get(int(cid))
             take = wanted[cids == cid] - cid * self.chunk
-            parts_f.append(f[take])
-            parts_v.append(v[take])
-        return np.concatenate(parts_f), np.concatenate(parts_v)
+            np.take(f, take, axis=0, out=out_f[at : at + len(take)])
+            np.take(v, take, axis=0, out=out_v[at : at + len(take)])
+            at += len(take)
+        return out_f, out_v
 
     def _get(self, cid: int) -> tuple[np.ndarray, np.ndarray]:
         if cid in self._cache:
@@ -454,12 +577,13 @@ class _ObservationCache:
 
 @dataclass
 class _Batch:
-    fcst: list[np.ndarray]  # one (S, L_all, H, W) per forecast store
+    fcst: list[np.ndarray]  # one (S, L, H, W) per forecast store, the scored leads
     obs: np.ndarray
     valid: np.ndarray
-    index: np.ndarray  # (S, L_all) into obs, −1 unscored
+    index: np.ndarray  # (S, L) into obs, −1 unobserved
     block: np.ndarray
     count: int
+    obs_ids: np.ndarray  # (U,) the store's frame index of each row of obs
 
 
 def _batches(
@@ -473,21 +597,19 @@ def _batches(
     fstores = [t.fstore for t in targets]
     n = len(positions[0])
     cs = first.fstore.chunk_samples
-    sample_bytes = len(first.fstore.lead_minutes) * math.prod(first.fstore.shape)
+    width = 2 if first.fstore.has_fine else 1  # bytes per forecast value
+    leads = first.lead_sel  # only the scored leads are read
+    sample_bytes = width * len(leads) * math.prod(first.fstore.shape)
     step = max(cs, BATCH_BYTES // max(1, sample_bytes) // cs * cs)
     bounds = [(lo, min(n, lo + step)) for lo in range(0, n, step)]
-    full_index = np.full((n, len(first.fstore.lead_minutes)), -1, np.int64)
-    full_index[:, first.lead_sel] = match
     # the cache holds the observation chunks of one batch and of the one read ahead
     obs_chunk = first.obs.time_chunk(first.size)
-    touched = [
-        len(np.unique(full_index[lo:hi][full_index[lo:hi] >= 0] // obs_chunk)) for lo, hi in bounds
-    ]
+    touched = [len(np.unique(match[lo:hi][match[lo:hi] >= 0] // obs_chunk)) for lo, hi in bounds]
     cache = _ObservationCache(first.obs, first.size, 2 * max(touched, default=1) + 1)
 
     # two sets of forecast buffers, alternating: one batch is scored while the next is read
     # into the other (reused, so the reads do not page-fault fresh memory every time)
-    sample_shape = (len(first.fstore.lead_minutes), *first.fstore.shape)
+    sample_shape = (len(leads), *first.fstore.shape)
     buffers: dict[tuple[int, int], np.ndarray] = {}
 
     def load(i: int) -> _Batch:
@@ -498,10 +620,11 @@ def _batches(
             rows = int(p[-1]) + 1 - int(p[0])
             buf = buffers.get((i % 2, j))
             if buf is None or len(buf) < rows:
-                buf = buffers[(i % 2, j)] = np.empty((max(rows, step), *sample_shape), np.uint8)
-            data = fs.read(int(p[0]), int(p[-1]) + 1, out=buf)
+                dtype = np.uint16 if fs.has_fine else np.uint8
+                buf = buffers[(i % 2, j)] = np.empty((max(rows, step), *sample_shape), dtype)
+            data = fs.read(int(p[0]), int(p[-1]) + 1, out=buf, fine=fs.has_fine, leads=leads)
             fc.append(data if len(data) == len(p) else data[p - p[0]])
-        idx = full_index[lo:hi]
+        idx = match[lo:hi]
         wanted = np.unique(idx[idx >= 0])
         if len(wanted):
             obs, valid = cache.frames(wanted)
@@ -510,7 +633,7 @@ def _batches(
             shape = (0, *first.fstore.shape)
             obs, valid = np.zeros(shape, np.uint8), np.zeros(shape, bool)
             local = idx
-        return _Batch(fc, obs, valid, local.astype(np.int64), block[lo:hi], hi - lo)
+        return _Batch(fc, obs, valid, local.astype(np.int64), block[lo:hi], hi - lo, wanted)
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         ahead = pool.submit(load, 0) if bounds else None
@@ -532,40 +655,48 @@ def _accumulate(
     positions: list[np.ndarray],
     match: np.ndarray,
     pixels: np.ndarray,
+    fine: np.ndarray,
     groups: tuple[str, ...],
     block: np.ndarray,
     n_blocks: int,
     progress: Progress | None,
 ) -> list[_Accumulators]:
     first = targets[0]
-    n_leads_all = len(first.fstore.lead_minutes)
+    n_leads = len(first.lead_sel)
     accs = []
     for _ in targets:
-        ct = Contingency.init(n_blocks, n_leads_all, pixels) if "categorical" in groups else None
-        cn = (
-            Continuous.init(n_blocks, n_leads_all, first.obs.zr) if "continuous" in groups else None
-        )
+        ct = Contingency.init(n_blocks, n_leads, pixels, fine) if "categorical" in groups else None
+        cn = Continuous.init(n_blocks, n_leads, first.obs.zr) if "continuous" in groups else None
         accs.append(_Accumulators(ct, cn))
     done = 0
     total = len(match)
     if progress:
         progress("verify", 0, total)
+    # observed events and valid pixels of each observed frame, counted once (consecutive
+    # issue times share most of their observed frames)
+    counted: dict[int, np.ndarray] = {}
     for batch in _batches(targets, positions, match, block):
+        obs_counts = None
+        if accs[0].contingency is not None and len(batch.obs_ids):
+            new = [i for i, u in enumerate(batch.obs_ids.tolist()) if u not in counted]
+            if new:
+                rows = accs[0].contingency.observe(batch.obs[new], batch.valid[new])
+                for i, row in zip(new, rows, strict=True):
+                    counted[int(batch.obs_ids[i])] = row
+            obs_counts = np.stack([counted[int(u)] for u in batch.obs_ids])
+            first_needed = int(batch.obs_ids[0])  # batches go forward in time: forget the past
+            for u in [u for u in counted if u < first_needed]:
+                del counted[u]
         for acc, fc in zip(accs, batch.fcst, strict=True):
             if acc.contingency is not None:
-                acc.contingency.accumulate(fc, batch.obs, batch.valid, batch.index, batch.block)
+                acc.contingency.accumulate(
+                    fc, batch.obs, batch.valid, batch.index, batch.block, obs_counts
+                )
             if acc.continuous is not None:
                 acc.continuous.accumulate(fc, batch.obs, batch.valid, batch.index, batch.block)
         done += batch.count
         if progress:
             progress("verify", done, total)
-    # keep the scored leads only
-    for acc in accs:
-        if acc.contingency is not None:
-            acc.contingency.counts = acc.contingency.counts[:, first.lead_sel]
-        if acc.continuous is not None:
-            acc.continuous.sums = acc.continuous.sums[:, first.lead_sel]
-            acc.continuous.frames = acc.continuous.frames[:, first.lead_sel]
     return accs
 
 
@@ -664,8 +795,9 @@ def evaluate(
     match = _match(issue, target.lead_minutes, target.obs.times)
     if not np.any(match >= 0):
         raise DataError(_no_match_message(fs.path, target.obs, issue, target.lead_minutes))
+    fine = encoding.event_codes(list(ths), *target.obs.zr, scale=encoding.FINE_SCALE)
     (acc,) = _accumulate(
-        [target], [np.arange(len(issue))], match, pixels, grp, block, n_blocks, progress
+        [target], [np.arange(len(issue))], match, pixels, fine, grp, block, n_blocks, progress
     )
     per, mean = _scores(acc, None)
     result = Verification(
@@ -685,6 +817,8 @@ def evaluate(
         frames_missing=int(np.sum(match < 0)),
         blocks=n_blocks,
         seconds=0.0,
+        unobserved=Unobserved.count(match, issue, target.lead_minutes, target.obs.times),
+        fine=fs.has_fine,
         bootstrap=bootstrap,
         block_hours=block_hours,
         seed=seed,
@@ -794,7 +928,8 @@ def compare(
     if not np.any(match >= 0):
         raise DataError(_no_match_message(ta.fstore.path, ta.obs, issue, ta.lead_minutes))
     _check_blocks(n_blocks, len(issue), block_hours)
-    accs = _accumulate(targets, positions, match, pixels, grp, block, n_blocks, progress)
+    fine = encoding.event_codes(list(ths), *ta.obs.zr, scale=encoding.FINE_SCALE)
+    accs = _accumulate(targets, positions, match, pixels, fine, grp, block, n_blocks, progress)
     pairs = len(runs_a)
     acc_a, acc_b = _pool(accs[:pairs]), _pool(accs[pairs:])
     per_a, mean_a = _scores(acc_a, None)
@@ -842,6 +977,7 @@ def compare(
         lead_diff={k: per_a[k] - per_b[k] for k in per_a},
         lead_diff_interval={k: boot.interval(rep_pa[k] - rep_pb[k]) for k in rep_pa},
         seconds=time.perf_counter() - t0,
+        unobserved=Unobserved.count(match, issue, ta.lead_minutes, ta.obs.times),
         pairs=pairs,
         per_pair=per_pair,
         lead_a=per_a,
@@ -873,12 +1009,19 @@ def _pool(accs: Sequence[_Accumulators]) -> _Accumulators:
 def write_scores(result: Verification, folder: str | Path | None = None) -> tuple[Path, Path]:
     """Write ``scores.csv`` and ``scores.json`` (atomically) beside the forecasts.
 
+    Forecasts at a URL have no local folder: their scores go to the working directory.
+
     Returns
     -------
     (Path, Path)
         The CSV and JSON paths.
     """
-    d = Path(folder) if folder is not None else Path(result.forecasts).parent
+    if folder is not None:
+        d = Path(folder)
+    elif is_url(location(result.forecasts)):
+        d = Path.cwd()
+    else:
+        d = Path(result.forecasts).parent
     csv_path, json_path = d / "scores.csv", d / "scores.json"
     columns = ["lead", "lead_minutes", "threshold", "metric", "value"]
     _atomic_write(csv_path, lambda fh: _write_csv(fh, columns, result.rows()))

@@ -177,3 +177,45 @@ def test_list_losses() -> None:
     names = [r["name"] for r in json.loads(result.stdout)]
     plain = ["mse", "mae", "mse+mae", "logcosh"]
     assert names == sorted(plain + [f"ff-{n}" for n in plain])
+
+
+def test_ingest_that_writes_nothing_fails_and_leaves_nothing(in_tmp: Path, ry_dir: Path) -> None:
+    """DWD files given as KNMI: every file fails, exit 1, no empty store or folder left."""
+    one = sorted(ry_dir.iterdir())[0]
+    result = runner.invoke(app, ["ingest", "knmi", str(one)])
+    line = _error_line(result)
+    assert line.startswith(f"Error: nothing written: {one}: unreadable HDF5")
+    assert "no store was left at nowcast-data/knmi.zarr" in line
+    assert "failed" in result.stdout  # the summary still names the file and the reason
+    assert list(in_tmp.iterdir()) == []
+    # an existing store is kept as it was
+    assert runner.invoke(app, ["ingest", "dwd", str(ry_dir), "-q"]).exit_code == 0
+    junk = in_tmp / "junk.bin"
+    junk.write_bytes(b"junk")
+    line = _error_line(runner.invoke(app, ["ingest", "dwd", str(junk), "-q"]))
+    assert "nowcast-data/dwd.zarr is unchanged" in line
+    info = json.loads(runner.invoke(app, ["info", "--json"]).stdout)
+    assert info["frames"] == 13
+
+
+def test_list_stores_and_runs_with_none_say_how_to_make_one(in_tmp: Path) -> None:
+    stores = runner.invoke(app, ["list", "stores"])
+    assert stores.exit_code == 0
+    assert stores.stdout.startswith("no stores in ./nowcast-data: make one with `nowcast ingest")
+    runs = runner.invoke(app, ["list", "runs"])
+    assert runs.exit_code == 0
+    assert runs.stdout.startswith("no runs in ./runs: train one with `nowcast train")
+    assert json.loads(runner.invoke(app, ["list", "stores", "--json"]).stdout) == []
+
+
+def test_train_at_a_size_the_store_lacks_makes_the_copy(in_tmp: Path, ry_dir: Path) -> None:
+    """`nowcast train --size 32` on a store ingested at the default 120: the 32×32 copy is made
+    from the store's full grid (no re-ingest), then training runs on it."""
+    assert runner.invoke(app, ["ingest", "dwd", str(ry_dir), "-q"]).exit_code == 0
+    args = ["train", "--model", "convlstm", "--loss", "mse", "--size", "32", "--layers", "1"]
+    args += ["--hidden", "4", "--in-frames", "2", "--out-frames", "2", "--batch", "1"]
+    result = runner.invoke(app, [*args, "--max-steps", "1", "--no-predict", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["steps"] == 1
+    info = json.loads(runner.invoke(app, ["info", "--json"]).stdout)
+    assert info["coarse_sizes"] == [120, 32]

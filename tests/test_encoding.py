@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from nowcast_cli import encoding
+from nowcast_cli.io import READERS, create_reader
 
 # Pixel thresholds (×255) from the authors' util/utils.py and the HKO-7 benchmark code, as listed
 # in shared/research/authors_code.md §2.2 (independent of this implementation).
@@ -71,3 +72,51 @@ def test_event_pixels_are_the_first_pixels_at_or_above_each_threshold() -> None:
 def test_unit_to_pixel_rounds_half_up_and_clips() -> None:
     x = np.array([-0.2, 0.0, 0.5 / 255, 1.49 / 255, 0.5, 1.0, 1.7])
     assert encoding.unit_to_pixel(x).tolist() == [0, 0, 1, 1, 128, 255, 255]
+
+
+def _reader_zr() -> dict[str, tuple[float, float]]:
+    out = {}
+    for name in READERS.names():
+        zr = create_reader(name).store_attrs()["zr"]
+        out[name] = (float(zr["a"]), float(zr["b"]))
+    return out
+
+
+#: every Z–R relation the code uses (each reader's), and one a user might give with --zr
+ENCODINGS = {**_reader_zr(), "--zr 300,1.5": (300.0, 1.5)}
+
+
+@pytest.mark.parametrize("zr", list(ENCODINGS.values()), ids=list(ENCODINGS))
+@pytest.mark.parametrize("scale", [1, 256])
+def test_threshold_at_a_codes_own_rate_counts_that_code(zr, scale) -> None:
+    """Rain ≥ τ with τ equal to the decoded rate of code c (every c, whole and fine codes):
+    c is an event, c − 1 is not; a hair above τ starts at c + 1, a hair below at c."""
+    rates = encoding.code_rates(*zr, scale=scale)
+    codes = np.arange(1, 255 * scale + 1)
+    tau = rates[1:]
+    assert np.array_equal(encoding.event_codes(tau, *zr, scale=scale), codes)
+    up = np.nextafter(tau, np.inf)
+    assert np.array_equal(encoding.event_codes(up, *zr, scale=scale), codes + 1)
+    down = np.nextafter(tau, 0)
+    assert np.array_equal(encoding.event_codes(down, *zr, scale=scale), codes)
+    if scale == 1:  # the whole pixels are the store's own rate table
+        assert np.array_equal(rates, encoding.rate_table(*zr))
+        assert np.array_equal(encoding.event_pixels(tau, *zr), codes)
+
+
+@pytest.mark.parametrize("zr", list(ENCODINGS.values()), ids=list(ENCODINGS))
+def test_contingency_counts_rain_at_or_above_every_pixel_rate(zr) -> None:
+    """The verification kernel against the definition: a frame holding every pixel value,
+    thresholds at every pixel's decoded rate; events are the pixels whose rate is ≥ τ."""
+    from nowcast_cli.metrics import Contingency
+
+    rates = encoding.rate_table(*zr)
+    frame = np.arange(256, dtype=np.uint8).reshape(1, 16, 16)
+    valid = np.ones_like(frame, bool)
+    for lo in range(1, 256, 50):  # thresholds in groups (a contingency table per threshold)
+        tau = rates[lo : lo + 50]
+        acc = Contingency.init(1, 1, encoding.event_pixels(tau, *zr))
+        acc.accumulate(frame[None], frame, valid, np.array([[0]]), np.array([0]))
+        events = (rates[:, None] >= tau[None, :]).sum(axis=0)
+        assert acc.counts[0, 0, :, 0].tolist() == events.tolist()  # TP: forecast = obs
+        assert acc.counts[0, 0, :, 3].tolist() == (256 - events).tolist()

@@ -182,6 +182,18 @@ def test_direct_chunk_reads_equal_zarr(tmp_path: Path) -> None:
             data,
         ),
         "bool": (g.create_array("mask", shape=mask.shape, chunks=(6, 5, 4), dtype="bool"), mask),
+        "per-lead": (  # forecast stores: one lead per chunk
+            g.create_array("perlead", shape=data.shape, chunks=(4, 1, 5, 4), dtype="uint8"),
+            data,
+        ),
+        "per-lead-uint16": (
+            g.create_array("perlead16", shape=data.shape, chunks=(1, 1, 5, 4), dtype="uint16"),
+            data.astype(np.uint16) * 3,
+        ),
+        "uint16": (  # fine forecasts: 2-byte values, little-endian
+            g.create_array("fine", shape=data.shape, chunks=(4, 3, 5, 4), dtype="uint16"),
+            data.astype(np.uint16) * 257 + 1,
+        ),
         # layouts the direct path does not handle go through zarr
         "blosc": (
             g.create_array(
@@ -202,12 +214,52 @@ def test_direct_chunk_reads_equal_zarr(tmp_path: Path) -> None:
         arr[:] = values
     # a chunk that was never written reads as the fill value
     (tmp_path / "z" / "zstd" / "c" / "1" / "0" / "0" / "0").unlink()
-    expect_zstd = data.copy()
-    expect_zstd[4:8] = 0
+    (tmp_path / "z" / "fine" / "c" / "2" / "0" / "0" / "0").unlink()
+    (tmp_path / "z" / "perlead" / "c" / "1" / "2" / "0" / "0").unlink()
+    expect = {
+        "zstd": data.copy(),
+        "uint16": arrays["uint16"][1].copy(),
+        "per-lead": data.copy(),
+    }
+    expect["zstd"][4:8] = 0
+    expect["uint16"][8:12] = 0
+    expect["per-lead"][4:8, 2] = 0
     for name, (arr, values) in arrays.items():
-        want_all = expect_zstd if name == "zstd" else values
+        want_all = expect.get(name, values)
         for start, stop in [(0, 23), (3, 9), (8, 12), (22, 23), (5, 5), (0, 1)]:
             got = _read_rows(tmp_path / "z", arr, start, stop)
             assert got.dtype == values.dtype, name
             assert np.array_equal(got, want_all[start:stop]), (name, start, stop)
             assert np.array_equal(got, np.asarray(arr[start:stop])), (name, start, stop)
+            if values.ndim == 4:  # a selection of leads, in any order, into a buffer
+                for leads in ([1], [2, 0], [0, 1, 2]):
+                    buf = np.full((stop - start + 2, len(leads), 5, 4), 7, values.dtype)
+                    got = _read_rows(tmp_path / "z", arr, start, stop, out=buf, leads=leads)
+                    want = want_all[start:stop][:, leads]
+                    assert np.array_equal(got, want), (name, start, stop, leads)
+
+
+def test_fine_forecasts_round_trip_and_are_required_where_kept(tmp_path: Path, obs) -> None:
+    rng = np.random.default_rng(1)
+    x = rng.random((4, 3, 16, 16))
+    from nowcast_cli import encoding
+
+    pixels, fine = encoding.unit_to_pixel(x), encoding.unit_to_fine(x)
+    assert np.abs(fine / 256 - x * 255).max() <= 1 / 512 + 1e-9
+    times = T0 + 300 * np.arange(4)
+    with _create(tmp_path / "f" / "forecasts.zarr", obs, chunk_samples=3, fine=True) as fs:
+        assert fs.has_fine
+        with pytest.raises(StoreError, match="keeps fine forecasts"):
+            fs.append(times[:1], pixels[:1])
+        with pytest.raises(StoreError, match="must be uint16"):
+            fs.append(times[:1], pixels[:1], pixels[:1])
+        fs.append(times, pixels, fine)
+    fs = ForecastStore.open(tmp_path / "f" / "forecasts.zarr")
+    assert np.array_equal(fs.read(0, 4), pixels)
+    assert np.array_equal(fs.read(1, 3, fine=True), fine[1:3])
+    with _create(tmp_path / "p" / "forecasts.zarr", obs) as plain:
+        assert not plain.has_fine
+        with pytest.raises(StoreError, match="keeps no fine forecasts"):
+            plain.append(times, pixels, fine)
+        with pytest.raises(StoreError, match="holds no forecast_fine"):
+            plain.read(0, 0, fine=True)

@@ -97,6 +97,18 @@ def test_strict_fails_and_writes_nothing(ry_dir: Path, tmp_path: Path) -> None:
     assert not out.exists()
 
 
+def test_a_store_whose_every_frame_fails_is_not_left_behind(ry_dir: Path, tmp_path: Path) -> None:
+    """Headers that scan (so a store is created) but data that does not decode."""
+    d = _bad_dir(ry_dir, tmp_path)
+    for f in d.iterdir():
+        if f.name not in ("truncated.bin", "header-only.bin"):
+            f.unlink()
+    out = tmp_path / "new" / "deeper" / "s.zarr"
+    report = ingest("dwd", [d], out, workers=1)
+    assert (report.written, len(report.failed)) == (0, 2)
+    assert not (tmp_path / "new").exists()
+
+
 def test_mixed_products_are_an_error(sample_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(DataError, match="mixes products") as exc:
         ingest("dwd", [sample_dir / "dwd"], tmp_path / "s.zarr", workers=1)
@@ -182,3 +194,42 @@ def test_killed_ingest_resumes_to_the_clean_result(ry_dir: Path, tmp_path: Path)
     a, b = _arrays(clean), _arrays(killed)
     for k in a:
         assert np.array_equal(a[k], b[k]), k
+
+
+def test_dwd_names_plan_the_scan_and_headers_are_checked_at_read(
+    ry_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files in DWD's naming after the first are planned from their names (no header
+    decompression); a name that lies about its time is caught when the frame is read."""
+    from nowcast_cli.io import dwd
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    files = sorted(ry_dir.iterdir())
+    for f in files:
+        shutil.copy(f, raw / f.name)
+    liar = raw / "raa01-ry_10000-2001011610-dwd---bin.gz"  # holds the 15:05 frame
+    shutil.copy(files[1], liar)
+    heads = []
+    real = dwd.decompress
+
+    def counting(data, name, limit=None):  # type: ignore[no-untyped-def]
+        if limit is not None:
+            heads.append(name)
+        return real(data, name, limit)
+
+    monkeypatch.setattr(dwd, "decompress", counting)
+    report = ingest("dwd", [raw], tmp_path / "s.zarr", workers=1)
+    assert len(heads) == 1  # only the first file's header was decompressed
+    assert report.written == 13
+    (failed,) = report.failed
+    assert failed.name == str(liar)
+    assert failed.reason == (
+        "its header says RY 2020-01-01 15:05, 900x900 every 5 min, its scan (file name) said "
+        "RY 2020-01-01 16:10, 900x900 every 5 min"
+    )
+    direct = ingest("dwd", [ry_dir], tmp_path / "direct.zarr", workers=1)
+    assert direct.written == 13
+    with Store.open(tmp_path / "s.zarr") as a, Store.open(tmp_path / "direct.zarr") as b:
+        assert np.array_equal(a.times, b.times)
+        assert np.array_equal(a.read(0, 13)[0], b.read(0, 13)[0])

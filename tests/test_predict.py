@@ -81,12 +81,16 @@ def test_trained_run_forecasts_its_test_split(project: tuple[Path, Path]) -> Non
         assert fs.attrs["model"] == "convlstm"
         assert fs.attrs["loss"] == "ff-mse"
         got = fs.read(0, len(fs))
+        got_fine = fs.read(0, len(fs), fine=True)
     # the same forecasts from the checkpoint, rolled out here on the frames read plainly
     model, _ = load_checkpoint(run / "best.pt")
     x = torch.from_numpy(_inputs(store, 8, test.issue_time)).unsqueeze(2).float() / 255
     with torch.no_grad():
-        want = unit_to_pixel(model(x, N).squeeze(2).numpy())
-    np.testing.assert_array_equal(got, want)
+        y = model(x, N).squeeze(2).numpy()
+    np.testing.assert_array_equal(got, unit_to_pixel(y))
+    # and the unrounded output, to 1/512 pixel, which verify scores
+    err = got_fine / 256.0 - np.clip(y.astype(np.float64), 0, 1) * 255
+    assert np.abs(err).max() <= 1 / 512 + 1e-9
 
 
 def test_persistence_baseline_equals_the_registry_model(project: tuple[Path, Path]) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from nowcast_cli.config import DataConfig
-from nowcast_cli.errors import ConfigError, DataError, StoreError
+from nowcast_cli.errors import ConfigError, DataError
 from nowcast_cli.samples import (
     MIX_BLOCKS,
     WindowDataset,
@@ -122,8 +122,13 @@ def test_no_window_and_missing_size(tmp_path: Path) -> None:
     path = make_store(tmp_path / "s.zarr", regular_times("2020-01-01", 5), size=8)
     with pytest.raises(DataError, match=r"has 5 frame\(s\), at most 5 consecutive.*needs 6"):
         make_splits(_cfg(), path)
-    with pytest.raises(StoreError, match=r"no 4×4 training copy.*--size 4"):
+    # a missing copy is made (then the windows are still too short), one beyond the grid not
+    with pytest.raises(DataError, match=r"has 5 frame\(s\)"):
         make_splits(_cfg(size=4), path)
+    with Store.open(path) as store:
+        assert store.sizes == [8, 4]
+    with pytest.raises(ConfigError, match=r"16x16 training copy cannot be made from its 8x8"):
+        make_splits(_cfg(size=16), path)
 
 
 def test_dataset_reads_the_store_and_fills_missing(tmp_path: Path) -> None:
@@ -244,3 +249,33 @@ def test_blocks_share_no_frame_with_irregular_steps(tmp_path: Path) -> None:
     assert not used["train"] & used["valid"]
     assert not used["valid"] & used["test"]
     assert not used["train"] & used["test"]
+
+
+def _windows_by_hand(t: list[int], interval: int, length: int, max_missing: int):
+    """Every window by a direct loop: each slot's nearest frame within Δ/2 (earlier on a tie),
+    a frame serving the previous slot again counts as missing."""
+    rows, starts = [], []
+    for a in t:
+        row = []
+        for k in range(length):
+            want = a + k * interval
+            best = min(range(len(t)), key=lambda j: (abs(t[j] - want), t[j]))
+            j = best if abs(t[best] - want) <= interval / 2 else -1
+            row.append(-1 if row and j >= 0 and row[-1] == j else j)
+        if sum(v < 0 for v in row) <= max_missing:
+            rows.append(row)
+            starts.append(a)
+    return rows, starts
+
+
+def test_find_windows_fast_path_matches_a_direct_loop() -> None:
+    # regular runs take the fast path, gaps, irregular steps and the archive's end the search
+    rng = np.random.default_rng(7)
+    for _ in range(40):
+        steps = rng.choice([300] * 6 + [240, 360, 600, 1500], size=int(rng.integers(0, 60)))
+        t = np.cumsum(steps).astype(np.int64)
+        length, max_missing = int(rng.integers(1, 7)), int(rng.integers(0, 3))
+        frames, start = find_windows(t, 300, length, max_missing)
+        rows, starts = _windows_by_hand(t.tolist(), 300, length, max_missing)
+        assert frames.tolist() == rows
+        assert start.tolist() == starts

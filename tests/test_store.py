@@ -113,3 +113,53 @@ def test_find_gaps() -> None:
     gaps = find_gaps(t, 300)
     assert [(g.after, g.before, g.missing) for g in gaps] == [(600, 1500, 2), (1800, 3600, 5)]
     assert find_gaps(np.array([0]), 300) == []
+
+
+def _copy(path: Path, size: int) -> tuple[np.ndarray, np.ndarray]:
+    with Store.open(path) as s:
+        return s.read(0, len(s), size)
+
+
+def test_a_missing_training_copy_is_made_as_ingest_makes_it(
+    tmp_path: Path, ry_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ensure_copy` on a store ingested at 120 equals ingesting at --size 32 directly, an
+    interrupted build leaves nothing visible, and later ingests keep the new copy up."""
+    from nowcast_cli import resample
+    from nowcast_cli.ingest import ingest
+    from nowcast_cli.store import ensure_copy
+
+    files = sorted(ry_dir.iterdir())
+    first, rest = tmp_path / "first", tmp_path / "rest"
+    first.mkdir()
+    rest.mkdir()
+    for f in files[:9]:
+        (first / f.name).write_bytes(f.read_bytes())
+    for f in files[9:]:
+        (rest / f.name).write_bytes(f.read_bytes())
+    ingest("dwd", [ry_dir], tmp_path / "direct.zarr", sizes=(32,), workers=1)
+    store = tmp_path / "store.zarr"
+    ingest("dwd", [first], store, workers=1)
+
+    def broken(self, pixels, valid):  # type: ignore[no-untyped-def]
+        raise RuntimeError("killed")
+
+    with monkeypatch.context() as m:
+        m.setattr(resample.Coarsener, "__call__", broken)
+        with pytest.raises(RuntimeError, match="killed"):
+            ensure_copy(store, 32)
+    with Store.open(store) as s:
+        assert s.sizes == [120]
+        with pytest.raises(StoreError, match="no 32x32 copy"):
+            s.read(0, 1, 32)
+    assert ensure_copy(store, 32) is True
+    assert ensure_copy(store, 32) is False  # made once
+    with Store.open(store) as s, Store.open(tmp_path / "direct.zarr") as d:
+        assert s.sizes == [120, 32]
+        assert s.crop(32) == d.crop(32)
+        assert s.summary()["coarse"][1] == d.summary()["coarse"][0]
+    ingest("dwd", [rest], store, workers=1)  # appends maintain the new copy
+    got, want = _copy(store, 32), _copy(tmp_path / "direct.zarr", 32)
+    assert got[0].shape == (13, 32, 32)
+    assert np.array_equal(got[0], want[0])
+    assert np.array_equal(got[1], want[1])

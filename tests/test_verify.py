@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from nowcast_cli import encoding, verify
 from nowcast_cli.cli import app
 from nowcast_cli.errors import ConfigError, DataError
-from nowcast_cli.metrics import categorical
+from nowcast_cli.metrics import categorical, continuous
 from nowcast_cli.store import ForecastStore
 from tests.forecasts import DAY, T0, make_observations, write_persistence
 
@@ -129,8 +129,10 @@ def test_frames_all_scores_reconstructions(in_tmp: Path) -> None:
     fwd = verify.evaluate("runs/model", groups=("categorical",))
     assert fwd.leads.tolist() == [1, 2, 3]
     assert r.per_lead["csi"][3:] == pytest.approx(fwd.per_lead["csi"], nan_ok=True)
-    # a persistence "reconstruction" of X_s is X_{s-1}: as good as the 5-min forecast
-    assert r.per_lead["csi"][0] == pytest.approx(r.per_lead["csi"][1], rel=0.5)
+    # every lead, reconstructions included, against counting straight from the frames
+    fs = ForecastStore.open(in_tmp / "runs" / "model" / "forecasts.zarr")
+    for k, t in enumerate(r.thresholds[:2]):
+        assert r.per_lead["csi"][:, k] == pytest.approx(direct_csi(obs, fs, t, None), rel=1e-12)
     with open(verify.write_scores(r)[0]) as fh:
         leads = {row["lead"] for row in csv.DictReader(fh)}
     assert leads == {"-2", "-1", "0", "1", "2", "3"}
@@ -164,10 +166,38 @@ def test_compare_paired_differences(project: Path) -> None:
     assert np.all(c.diff_interval["csi"][0] > 0)
     same = verify.compare("runs/persistence", "runs/persistence", bootstrap=20)
     assert np.all(same.diff["csi"][np.isfinite(same.diff["csi"])] == 0)
-    result = runner.invoke(app, ["verify", "--compare", "runs/persistence", "runs/older"])
+    # the table stars exactly the cells whose interval excludes 0 (the CLI's default
+    # replicates and seed: the same intervals as `compare` computes here)
+    c = verify.compare("runs/persistence", "runs/older")
+    rows = _table_rows(["verify", "--compare", "runs/persistence", "runs/older"])
+    want = []
+    for m in categorical.NAMES:
+        lo, hi = c.diff_interval[m]
+        for k in range(len(c.thresholds)):
+            starred = rows[m.upper()][k].endswith(" *")
+            assert starred == bool(lo[k] > 0 or hi[k] < 0), (m, k, rows[m.upper()][k])
+            want.append(starred)
+    for m in continuous.NAMES:
+        lo, hi = c.diff_interval[m]
+        starred = rows[m.upper().replace("_", "-")][-1].endswith(" *")
+        assert starred == bool(lo > 0 or hi < 0), (m, rows[m.upper()])
+        want.append(starred)
+    assert any(want)  # both kinds of cell occur, so the check can fail
+    assert not all(want)
+    same = _table_rows(["verify", "--compare", "runs/persistence", "runs/persistence"])
+    assert not any(cell.endswith("*") for cells in same.values() for cell in cells)
+
+
+def _table_rows(args: list[str]) -> dict[str, list[str]]:
+    """Cells of the rows of the tables a command prints, by row name (a wide terminal)."""
+    result = runner.invoke(app, args, env={"COLUMNS": "300"})
     assert result.exit_code == 0, result.output
-    assert "A − B" in result.stdout
-    assert "*" in result.stdout
+    rows = {}
+    for line in result.stdout.splitlines():
+        if line.startswith("│"):
+            cells = [c.strip() for c in line.strip().strip("│").split("│")]
+            rows[cells[0]] = cells[1:]
+    return rows
 
 
 def _error(result) -> str:
@@ -230,6 +260,81 @@ def test_no_matching_observations(project: Path) -> None:
     line = _error(runner.invoke(app, ["verify", "runs/future"]))
     assert "no forecast frame has a matching observation" in line
     assert "2020-01-11" in line
+
+
+def _overrunning_persistence(path: Path, obs, leads: int = 5) -> ForecastStore:
+    """Persistence from every frame with 3 before it, also where later leads are unobserved
+    (late in a day's run: the next day's gap, and the store's end); one sample per chunk."""
+    frames, _ = obs.read(0, len(obs), 16)
+    t = obs.times
+    with ForecastStore.create(
+        path,
+        observations=obs,
+        size=16,
+        lead_minutes=5 * np.arange(1, leads + 1),
+        chunk_samples=1,
+    ) as fs:
+        for i in range(3, len(t)):
+            if t[i] - t[i - 3] == 900:
+                fs.append([t[i]], np.repeat(frames[i][None, None], leads, axis=1))
+    return ForecastStore.open(path)
+
+
+def test_unobserved_leads_are_skipped_counted_and_reported(
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The archive ends (and pauses overnight) before the last issue times' leads: no crash,
+    the (issue time, lead) pairs without observation are counted, scores use the others."""
+    obs = make_observations(in_tmp / "nowcast-data" / "obs.zarr", days=2, per_day=14)
+    fs = _overrunning_persistence(in_tmp / "runs" / "p" / "forecasts.zarr", obs)
+    # one sample per batch: the batches of the last issue times have no observed frame at all
+    monkeypatch.setattr(verify, "BATCH_BYTES", 1)
+    r = verify.evaluate("runs/p", thresholds=(0.5, 5.0))
+    seen = np.isin(fs.issue_times[:, None] + 60 * fs.lead_minutes[None, :], obs.times)
+    assert r.frames_missing == int((~seen).sum()) == 2 * (1 + 2 + 3 + 4 + 5)
+    assert r.frames_scored == int(seen.sum())
+    u = r.unobserved
+    assert u is not None
+    assert (u.total, u.missing, u.after_end, u.in_gaps, u.before_start) == (
+        seen.size,
+        30,
+        15,
+        15,
+        0,
+    )
+    assert u.per_lead == (~seen).sum(axis=0).tolist() == [2, 4, 6, 8, 10]
+    for k, t in enumerate((0.5, 5.0)):
+        want = direct_csi(obs, fs, t, 16)
+        assert r.per_lead["csi"][:, k] == pytest.approx(want)
+    assert np.all(np.isfinite(r.per_lead["mse"]))
+    # what the user sees: a sentence with the counts, and the same in scores.json
+    result = runner.invoke(app, ["verify", "runs/p"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.split())
+    assert f"30 of {seen.size} forecast frames have no observation in the store" in text
+    assert "15 valid after its last frame, 2020-01-02 01:05 UTC; 15 valid in its gaps" in text
+    data = json.loads((in_tmp / "runs" / "p" / "scores.json").read_text())
+    assert data["forecast_frames"] == seen.size
+    assert data["frames_missing_observations"] == 30
+    assert data["unobserved"]["after_store_end"] == 15
+    assert data["unobserved"]["in_store_gaps"] == 15
+    assert data["unobserved"]["per_lead"] == [2, 4, 6, 8, 10]
+
+
+def test_no_observed_forecast_frame_is_one_error_line(in_tmp: Path) -> None:
+    """Forecasts issued at the store's last frame only: nothing to score."""
+    obs = make_observations(in_tmp / "nowcast-data" / "obs.zarr", days=1, per_day=14)
+    frames, _ = obs.read(0, len(obs), 16)
+    with ForecastStore.create(
+        in_tmp / "runs" / "late" / "forecasts.zarr",
+        observations=obs,
+        size=16,
+        lead_minutes=[5, 10],
+    ) as fs:
+        fs.append([obs.times[-1]], np.repeat(frames[-1][None, None], 2, axis=1))
+    line = _error(runner.invoke(app, ["verify", "runs/late"]))
+    assert "no forecast frame has a matching observation" in line
+    assert "observations 2020-01-01 00:00 → 2020-01-01 01:05" in line
 
 
 def test_compare_without_shared_issue_times(project: Path) -> None:
@@ -359,3 +464,62 @@ def test_compare_pools_pairs_of_runs_and_resamples_seeds_and_days(in_tmp: Path) 
     out = runner.invoke(app, ["verify", "--compare", ",".join(a), ",".join(b), "--json"])
     assert out.exit_code == 0, out.output
     assert json.loads(out.stdout)["pairs"] == 3
+
+
+def test_fine_forecasts_are_scored_as_the_model_output_them(in_tmp: Path) -> None:
+    """A model's continuous output, kept at 1/256 pixel, is scored as the authors' code scores
+    its float output (rain ≥ τ on the output itself, errors from the output); rounding it to
+    whole pixels first would change the scores."""
+    obs = make_observations(in_tmp / "nowcast-data" / "obs.zarr", days=2, per_day=14)
+    frames, valid = obs.read(0, len(obs), 16)
+    rng = np.random.default_rng(3)
+    leads = np.array([5, 10])
+    issue = obs.times[2:-2]
+    pos = np.searchsorted(obs.times, issue)
+    # outputs: the observed frame plus sub-pixel noise, exactly representable as fine codes
+    noise = rng.integers(-700, 700, (len(pos), 2, 16, 16))
+    codes = np.clip(frames[pos].astype(np.int64)[:, None] * 256 + noise, 0, 255 * 256)
+    x = codes / (255.0 * 256)  # the "float output" on [0, 1]
+    path = in_tmp / "runs" / "model" / "forecasts.zarr"
+    with ForecastStore.create(path, observations=obs, size=16, lead_minutes=leads, fine=True) as fs:
+        fs.append(issue, encoding.unit_to_pixel(x), encoding.unit_to_fine(x))
+    thresholds = (0.5, 2.0, 5.0)
+    r = verify.evaluate("runs/model", thresholds=thresholds)
+    assert r.fine
+    # the reference, on the float output: an event where the rate of x·255 is ≥ τ
+    rate = encoding.pixel_to_rate(x * 255, *obs.zr)
+    obs_rate = encoding.pixel_to_rate(frames, *obs.zr)
+    counts = np.zeros((len(leads), len(thresholds), 3))
+    se, n = np.zeros(len(leads)), np.zeros(len(leads))
+    for s, t in enumerate(issue):
+        for ll, m in enumerate(leads):
+            hit = np.nonzero(obs.times == t + 60 * m)[0]
+            if len(hit) == 0:
+                continue
+            u = hit[0]
+            v = valid[u]
+            for k, tau in enumerate(thresholds):
+                fe, oe = rate[s, ll][v] >= tau, obs_rate[u][v] >= tau
+                counts[ll, k] += [np.sum(fe & oe), np.sum(~fe & oe), np.sum(fe & ~oe)]
+            se[ll] += np.sum((x[s, ll][v] - frames[u][v] / 255.0) ** 2)
+            n[ll] += 1
+    want_csi = counts[..., 0] / counts.sum(axis=-1)
+    assert np.all(np.isfinite(want_csi))
+    assert r.per_lead["csi"] == pytest.approx(want_csi, rel=1e-12)
+    assert r.per_lead["mse"] == pytest.approx(se / n, rel=1e-12)
+    # scored on the rounded pixels instead, the scores differ
+    with ForecastStore.create(
+        in_tmp / "runs" / "rounded" / "forecasts.zarr",
+        observations=obs,
+        size=16,
+        lead_minutes=leads,
+    ) as fs:
+        fs.append(issue, encoding.unit_to_pixel(x))
+    rounded = verify.evaluate("runs/rounded", thresholds=thresholds)
+    assert not rounded.fine
+    assert not np.allclose(rounded.per_lead["csi"], r.per_lead["csi"])
+    assert not np.allclose(rounded.per_lead["mse"], r.per_lead["mse"])
+    text = " ".join(runner.invoke(app, ["verify", "runs/model"]).stdout.split())
+    assert "scored: the model's output at 1/256 pixel" in text
+    data = json.loads((in_tmp / "runs" / "model" / "scores.json").read_text())
+    assert data["forecast_precision"]["max_rounding_pixels"] == 1 / 512

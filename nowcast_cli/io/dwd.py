@@ -31,11 +31,14 @@ from __future__ import annotations
 
 import bz2
 import calendar
+import dataclasses
+import datetime as dt
 import functools
 import hashlib
 import io
 import re
 import tarfile
+import threading
 import zlib
 from pathlib import Path
 from types import ModuleType
@@ -351,9 +354,29 @@ class DwdReader(Reader):
     zr = (256.0, 1.42)
     zr_reference = "DWD RADOLAN standard Z-R relation Z = 256 R^1.42 (SPEC §3)"
 
+    def __init__(self) -> None:
+        # what a file in DWD's own naming had in its header, per (product, compression): the
+        # files named like it are planned from their names (`scan`), checked at read
+        self._named: dict[tuple[str, str], FrameInfo] = {}
+        self._lock = threading.Lock()
+
     def scan(self, path: Path, workdir: Path) -> list[Scanned | Failure]:
-        """Read the header of a file, or of every member of a tar archive."""
+        """Read the header of a file, or of every member of a tar archive.
+
+        A compressed file in DWD's own naming (``raa01-ry_10000-2001011500-dwd---bin.bz2``)
+        whose product and compression an earlier file of the run already showed is planned
+        from its name (time) and that file's header (grid, interval) without decompressing
+        its header: a bzip2 header costs about 40% of decoding the whole file. Its own header
+        is checked against the name when the frame is read (ingest fails the file if they
+        differ), so nothing stored depends on the name.
+        """
         name = str(path)
+        named = _DWD_NAME.fullmatch(path.name)
+        key = (named.group(1).upper(), named.group(3)) if named else None
+        if named and key is not None and key in self._named:
+            t = _name_time(named.group(2))
+            info = dataclasses.replace(self._named[key], name=name, time=t)
+            return [Scanned(Item(path, name), info)]
         try:
             raw = path.read_bytes()
         except OSError as exc:
@@ -362,9 +385,19 @@ class DwdReader(Reader):
             head = decompress(raw, name, limit=HEADER_LIMIT)
             if _is_tar(head):
                 return self._scan_tar(path, workdir)
-            return [self._scan_bytes(Item(path, name), head)]
+            scanned = self._scan_bytes(Item(path, name), head)
         except BadFileError as exc:
             return [Failure(name, exc.reason)]
+        info = scanned.info
+        if (
+            named
+            and key is not None
+            and info.lead_min == 0
+            and (info.product, info.time) == (key[0], _name_time(named.group(2)))
+        ):
+            with self._lock:
+                self._named.setdefault(key, info)
+        return [scanned]
 
     def _scan_bytes(self, item: Item, head: bytes) -> Scanned:
         if head[:5] == b"ncols":
@@ -447,6 +480,16 @@ def _payload(data: bytes, header: Header, d: RadolanDecode, name: str) -> memory
     if len(payload) < d.nbytes:
         raise _bad(name, f"truncated: {len(payload)} of {d.nbytes} payload bytes")
     return payload
+
+
+#: DWD's own file names: product, YYMMDDHHMM (UTC, the header's time), compression
+_DWD_NAME = re.compile(r"raa01-([a-z]{2})_10000-(\d{10})-dwd---bin(\.gz|\.bz2)")
+
+
+def _name_time(stamp: str) -> int:
+    """Seconds UTC of a YYMMDDHHMM stamp of a DWD file name (years 2000–2099)."""
+    d = dt.datetime.strptime(stamp, "%y%m%d%H%M").replace(tzinfo=dt.UTC)
+    return int(d.timestamp())
 
 
 def _info(name: str, d: RadolanDecode) -> FrameInfo:

@@ -14,18 +14,64 @@ FN = O − TP, FP = F − TP, TN = N − TP − FN − FP follow. Invalid pixels
 below every p_k), so they count nowhere.
 
 Speed: blocks of ``LANES`` pixels are compared against one threshold at a time with 8-bit
-per-lane counters (flushed every 255 blocks), a form LLVM vectorizes to full SIMD width; the
-thresholds above a block's largest masked forecast are skipped (all of them where the block
-is dry, most of a radar image), after one max.
+per-lane counters (flushed every 255 blocks), a form LLVM vectorizes to full SIMD width; a
+block whose forecast has no value at the lowest event pixel p0 is skipped after a test of the
+forecast bytes alone, 8 at a time (most of a radar image is dry: the observation and mask are
+not read): for p0 ≤ 128, ((x + 0x01…01·(128 − p0)) | x) & 0x80…80 is nonzero exactly when a
+byte of x is ≥ p0 (a byte ≥ 128 carries into the next but is itself ≥ p0, so "any" stays
+exact); for p0 > 128 the test is x & 0x80…80, a superset. The thresholds above a block's
+largest masked forecast are skipped.
 """
 
 from __future__ import annotations
 
+import itertools
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
 import numpy as np
 from numba import njit, prange
 
+
+def threads() -> int:
+    """Threads the kernels use: ``NUMBA_NUM_THREADS`` if set, else the cores."""
+    return max(1, int(os.environ.get("NUMBA_NUM_THREADS") or os.cpu_count() or 1))
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def fan_out(kernel: Callable[..., None], n: int, *args: Any) -> None:
+    """Run ``kernel(*args, j0, j1)`` over ``range(n)`` in ranges on `threads` threads.
+
+    The kernels are serial and release the GIL (``nogil``): Python threads run them in
+    parallel without numba's parallel runtime, whose start-up (about 0.9 s per process here,
+    for the first ``parallel=True`` function loaded from the cache) would be most of a short
+    command's time. Ranges are a few per thread, so dry and wet frames even out.
+    """
+    global _POOL
+    t = min(threads(), n)
+    if t <= 1:
+        kernel(*args, 0, n)
+        return
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=threads(), thread_name_prefix="nowcast-kernel")
+    pieces = min(n, 4 * t)
+    bounds = [n * i // pieces for i in range(pieces + 1)]
+    futures = [
+        _POOL.submit(kernel, *args, lo, hi) for lo, hi in itertools.pairwise(bounds) if hi > lo
+    ]
+    for f in futures:
+        f.result()
+
+
 LANES = 64  # pixels per SIMD block (one AVX-512 register of bytes)
 _FLUSH = 255  # blocks per 8-bit counter flush (a lane counts at most 255)
+_WORDS = LANES // 8  # 64-bit words per block
+_ONES = np.uint64(0x0101010101010101)
+_HIGH = np.uint64(0x8080808080808080)
 
 
 @njit(cache=True, fastmath=True)
@@ -40,10 +86,19 @@ def _frame_counts(
     fm = np.empty(LANES, np.uint8)
     mm = np.empty(LANES, np.uint8)
     p0 = pk[0]
+    # the forecast alone first, 8 bytes at a time: most blocks are dry
+    add = _ONES * np.uint64(128 - p0) if p0 <= 128 else np.uint64(0)
+    words = ff[: nb * LANES].view(np.uint64)
     r = 0
     while r < nb:
         e = min(nb, r + _FLUSH)
         for b in range(r, e):
+            hit = np.uint64(0)
+            for q in range(_WORDS):
+                x = words[b * _WORDS + q]
+                hit |= ((x + add) | x) & _HIGH
+            if hit == 0:
+                continue
             fb = ff[b * LANES : (b + 1) * LANES]
             ob = oo[b * LANES : (b + 1) * LANES]
             vb = vv[b * LANES : (b + 1) * LANES]
@@ -79,7 +134,26 @@ def _frame_counts(
                 res[kk + k] += ff[i] >= pk[k]
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
+def _forecast_counts_range(
+    fcst: np.ndarray,
+    obs: np.ndarray,
+    valid: np.ndarray,
+    index: np.ndarray,
+    pk: np.ndarray,
+    out: np.ndarray,
+    j0: int,
+    j1: int,
+) -> None:
+    l_n = fcst.shape[1]
+    for j in range(j0, j1):
+        s = j // l_n
+        ll = j % l_n
+        u = index[s, ll]
+        if u >= 0:
+            _frame_counts(fcst[s, ll], obs[u], valid[u], pk, out[s, ll])
+
+
 def forecast_counts(
     fcst: np.ndarray, obs: np.ndarray, valid: np.ndarray, index: np.ndarray, pk: np.ndarray
 ) -> np.ndarray:
@@ -89,41 +163,96 @@ def forecast_counts(
     pk (K,) uint8 event pixels, sorted.
     """
     s_n, l_n, _ = fcst.shape
-    kk = pk.shape[0]
-    out = np.zeros((s_n, l_n, 2 * kk), np.int64)
-    for j in prange(s_n * l_n):
-        s = j // l_n
-        ll = j % l_n
-        u = index[s, ll]
-        if u >= 0:
-            _frame_counts(fcst[s, ll], obs[u], valid[u], pk, out[s, ll])
+    out = np.zeros((s_n, l_n, 2 * pk.shape[0]), np.int64)
+    fan_out(_forecast_counts_range, s_n * l_n, fcst, obs, valid, index, pk, out)
     return out
 
 
-@njit(cache=True, parallel=True)
-def observation_counts(obs: np.ndarray, valid: np.ndarray, pk: np.ndarray) -> np.ndarray:
-    """(U, K + 1) int64: O_k (observed events) per threshold, then N (valid pixels)."""
-    u_n, n = obs.shape
+@njit(cache=True, nogil=True)
+def _observation_counts_range(
+    obs: np.ndarray, valid: np.ndarray, pk: np.ndarray, out: np.ndarray, u0: int, u1: int
+) -> None:
     kk = pk.shape[0]
-    out = np.zeros((u_n, kk + 1), np.int64)
-    for u in prange(u_n):
-        tmp = np.zeros(2 * kk, np.int64)
+    tmp = np.zeros(2 * kk, np.int64)
+    for u in range(u0, u1):
+        tmp[:] = 0
         _frame_counts(obs[u], obs[u], valid[u], pk, tmp)
         out[u, :kk] = tmp[:kk]
-        nv = 0
+
+
+def observation_counts(obs: np.ndarray, valid: np.ndarray, pk: np.ndarray) -> np.ndarray:
+    """(U, K + 1) int64: O_k (observed events) per threshold, then N (valid pixels)."""
+    out = np.zeros((obs.shape[0], pk.shape[0] + 1), np.int64)
+    fan_out(_observation_counts_range, obs.shape[0], obs, valid, pk, out)
+    for u in range(obs.shape[0]):  # per row: NumPy's fast path (with an axis it is not)
+        out[u, -1] = np.count_nonzero(valid[u])
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _forecast_counts_fine_range(
+    fcst: np.ndarray,
+    obs: np.ndarray,
+    valid: np.ndarray,
+    index: np.ndarray,
+    pf: np.ndarray,
+    po: np.ndarray,
+    out: np.ndarray,
+    j0: int,
+    j1: int,
+) -> None:
+    l_n, n = fcst.shape[1], fcst.shape[2]
+    kk = pf.shape[0]
+    for j in range(j0, j1):
+        s = j // l_n
+        ll = j % l_n
+        u = index[s, ll]
+        if u < 0:
+            continue
+        ff = fcst[s, ll]
+        oo = obs[u]
+        vv = valid[u]
         for i in range(n):
-            nv += valid[u, i]
-        out[u, kk] = nv
+            if vv[i]:
+                f = ff[i]
+                o = oo[i]
+                for k in range(kk):
+                    if f < pf[k]:  # sorted: no event at this threshold nor any above
+                        break
+                    out[s, ll, kk + k] += 1
+                    if o >= po[k]:
+                        out[s, ll, k] += 1
+
+
+def forecast_counts_fine(
+    fcst: np.ndarray,
+    obs: np.ndarray,
+    valid: np.ndarray,
+    index: np.ndarray,
+    pf: np.ndarray,
+    po: np.ndarray,
+) -> np.ndarray:
+    """(S, L, 2K) int64: TP_k then F_k per (sample, lead) for fine forecast codes.
+
+    fcst (S, L, N) uint16 codes (pixel × 256), obs (U, N) uint8 pixels, valid (U, N) uint8,
+    index (S, L) int64, pf (K,) event codes of the forecast and po (K,) event pixels of the
+    observation, both sorted: TP_k = #(F ≥ pf_k and O ≥ po_k), F_k = #(F ≥ pf_k), valid only.
+    A plain loop: fine codes come from trained models on their training copy (small frames).
+    """
+    s_n, l_n, _ = fcst.shape
+    out = np.zeros((s_n, l_n, 2 * pf.shape[0]), np.int64)
+    fan_out(_forecast_counts_fine_range, s_n * l_n, fcst, obs, valid, index, pf, po, out)
     return out
 
 
 @njit(cache=True)
 def _frame_sums(
-    f: np.ndarray, o: np.ndarray, v: np.ndarray, wlut: np.ndarray, res: np.ndarray
+    f: np.ndarray, o: np.ndarray, v: np.ndarray, wlut: np.ndarray, res: np.ndarray, scale: int
 ) -> None:
-    """Integer pixel sums of one (H, W) frame over valid pixels (and valid pairs for GDL).
+    """Integer sums of one (H, W) frame over valid pixels (and valid pairs for GDL).
 
-    res: Σd², Σ|d|, Σw·d², Σw·|d|, GDL, N with d = F − O in pixel units, w = wlut[O].
+    res: Σd², Σ|d|, Σw·d², Σw·|d|, GDL, N with d = F − scale·O in units of 1/scale pixel
+    (F: forecast codes, pixel × scale; O: observed pixels), w = wlut[O].
     """
     h, w = f.shape
     se = np.int64(0)
@@ -135,7 +264,7 @@ def _frame_sums(
     for i in range(h):
         for j in range(w):
             if v[i, j]:
-                d = np.int64(f[i, j]) - np.int64(o[i, j])
+                d = np.int64(f[i, j]) - scale * np.int64(o[i, j])
                 wt = wlut[o[i, j]]
                 se += d * d
                 ae += abs(d)
@@ -144,11 +273,11 @@ def _frame_sums(
                 nv += 1
                 if i + 1 < h and v[i + 1, j]:
                     dp = abs(np.int64(f[i + 1, j]) - np.int64(f[i, j]))
-                    dg = abs(np.int64(o[i + 1, j]) - np.int64(o[i, j]))
+                    dg = scale * abs(np.int64(o[i + 1, j]) - np.int64(o[i, j]))
                     gdl += abs(dp - dg)
                 if j + 1 < w and v[i, j + 1]:
                     dp = abs(np.int64(f[i, j + 1]) - np.int64(f[i, j]))
-                    dg = abs(np.int64(o[i, j + 1]) - np.int64(o[i, j]))
+                    dg = scale * abs(np.int64(o[i, j + 1]) - np.int64(o[i, j]))
                     gdl += abs(dp - dg)
     res[0] = se
     res[1] = ae
@@ -167,10 +296,12 @@ def _frame_ssim(
     c1: float,
     c2: float,
     out: np.ndarray,
+    scale: int,
 ) -> None:
     """Σ SSIM over the 'valid' windows whose pixels are all valid, and their number.
 
-    Gaussian weights g (odd length), images on [0, 1] (pixel / 255), population (co)variances.
+    Gaussian weights g (odd length), images on [0, 1] (forecast code / (255·scale), observed
+    pixel / 255), population (co)variances.
     Separable filtering, rows first, then columns; both passes run along contiguous rows so
     that LLVM vectorizes them.
     """
@@ -187,7 +318,7 @@ def _frame_ssim(
     bad = np.empty((h, w))
     for i in range(h):
         for j in range(w):
-            x[i, j] = f[i, j] / 255.0
+            x[i, j] = f[i, j] / (255.0 * scale)
             y[i, j] = o[i, j] / 255.0
             bad[i, j] = 0.0 if v[i, j] else 1.0
     tx = np.zeros((h, w2))
@@ -246,7 +377,46 @@ def _frame_ssim(
     out[1] = count
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
+def _continuous_sums_range(
+    fcst: np.ndarray,
+    obs: np.ndarray,
+    valid: np.ndarray,
+    index: np.ndarray,
+    wlut: np.ndarray,
+    g: np.ndarray,
+    c1: float,
+    c2: float,
+    ssim: bool,
+    scale: int,
+    out: np.ndarray,
+    j0: int,
+    j1: int,
+) -> None:
+    l_n = index.shape[1]
+    tmp = np.zeros(6, np.int64)
+    st = np.zeros(2)
+    sq = float(scale) * float(scale)
+    for j in range(j0, j1):
+        s = j // l_n
+        ll = j % l_n
+        u = index[s, ll]
+        if u < 0:
+            continue
+        tmp[:] = 0
+        _frame_sums(fcst[s, ll], obs[u], valid[u], wlut, tmp, scale)
+        out[s, ll, 0] = tmp[0] / sq
+        out[s, ll, 1] = tmp[1] / scale
+        out[s, ll, 2] = tmp[2] / sq
+        out[s, ll, 3] = tmp[3] / scale
+        out[s, ll, 4] = tmp[4] / scale
+        out[s, ll, 5] = tmp[5]
+        if ssim:
+            _frame_ssim(fcst[s, ll], obs[u], valid[u], g, c1, c2, st, scale)
+            out[s, ll, 6] = st[0]
+            out[s, ll, 7] = st[1]
+
+
 def continuous_sums(
     fcst: np.ndarray,
     obs: np.ndarray,
@@ -257,31 +427,20 @@ def continuous_sums(
     c1: float,
     c2: float,
     ssim: bool,
+    scale: int,
 ) -> np.ndarray:
     """(S, L, 8) float64 per (sample, lead): Σd², Σ|d|, Σw·d², Σw·|d|, GDL, N (pixel units),
     Σ SSIM and the number of SSIM windows; zeros where index is −1.
 
-    fcst (S, L, H, W) uint8, obs (U, H, W) uint8, valid (U, H, W) bool, index (S, L) int64,
-    wlut (256,) int64 balancing weight per observed pixel, g Gaussian window; `ssim` False
-    skips SSIM.
+    fcst (S, L, H, W) codes: uint8 pixels (scale 1) or uint16 fine codes, pixel × scale;
+    obs (U, H, W) uint8, valid (U, H, W) bool, index (S, L) int64, wlut (256,) int64
+    balancing weight per observed pixel, g Gaussian window; `ssim` False skips SSIM. Sums are
+    exact integers in 1/scale pixel units, returned in pixel units.
     """
     s_n, l_n = index.shape
     out = np.zeros((s_n, l_n, 8))
-    for j in prange(s_n * l_n):
-        s = j // l_n
-        ll = j % l_n
-        u = index[s, ll]
-        if u < 0:
-            continue
-        tmp = np.zeros(6, np.int64)
-        _frame_sums(fcst[s, ll], obs[u], valid[u], wlut, tmp)
-        for q in range(6):
-            out[s, ll, q] = tmp[q]
-        if ssim:
-            st = np.zeros(2)
-            _frame_ssim(fcst[s, ll], obs[u], valid[u], g, c1, c2, st)
-            out[s, ll, 6] = st[0]
-            out[s, ll, 7] = st[1]
+    args = (fcst, obs, valid, index, wlut, g, c1, c2, ssim, scale, out)
+    fan_out(_continuous_sums_range, s_n * l_n, *args)
     return out
 
 
@@ -322,6 +481,7 @@ __all__ = [
     "byte_pass",
     "continuous_sums",
     "forecast_counts",
+    "forecast_counts_fine",
     "gaussian_window",
     "observation_counts",
 ]

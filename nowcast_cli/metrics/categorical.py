@@ -101,14 +101,24 @@ class Contingency:
 
     counts: np.ndarray
     pixels: np.ndarray
+    fine: np.ndarray | None = None
 
     @classmethod
-    def init(cls, blocks: int, leads: int, pixels: np.ndarray) -> Contingency:
-        """Empty tables for `blocks` issue-time blocks, `leads` lead times, event `pixels`."""
+    def init(
+        cls, blocks: int, leads: int, pixels: np.ndarray, fine: np.ndarray | None = None
+    ) -> Contingency:
+        """Empty tables for `blocks` issue-time blocks, `leads` lead times, event `pixels`.
+
+        `fine`: the event codes of the same thresholds for uint16 fine forecasts
+        (`encoding.event_codes` with scale 256), needed to accumulate such forecasts.
+        """
         px = np.asarray(pixels, dtype=np.int64).reshape(-1)
         if len(px) and (np.any(np.diff(px) < 0) or px[0] < 1):
             raise ValueError(f"event pixels must be sorted and ≥ 1, got {px.tolist()}")
-        return cls(np.zeros((blocks, leads, len(px), 4), np.int64), px)
+        fc = None if fine is None else np.asarray(fine, dtype=np.int64).reshape(-1)
+        if fc is not None and (len(fc) != len(px) or np.any(np.diff(fc) < 0)):
+            raise ValueError(f"fine event codes must be sorted, one per threshold: {fc.tolist()}")
+        return cls(np.zeros((blocks, leads, len(px), 4), np.int64), px, fc)
 
     def accumulate(
         self,
@@ -117,13 +127,15 @@ class Contingency:
         valid: np.ndarray,
         index: np.ndarray,
         block: np.ndarray,
+        obs_counts: np.ndarray | None = None,
     ) -> None:
         """Add the tables of a chunk of forecasts.
 
         Parameters
         ----------
         fcst : np.ndarray
-            uint8 (S, L, H, W) forecasts of S samples at the L leads of this accumulator.
+            (S, L, H, W) forecasts of S samples at the L leads of this accumulator: uint8
+            pixels, or uint16 fine codes (then `fine` must have been given to `init`).
         obs, valid : np.ndarray
             uint8 and bool (U, H, W): the observed frames the chunk needs.
         index : np.ndarray
@@ -131,10 +143,13 @@ class Contingency:
             (that frame is not counted).
         block : np.ndarray
             int (S,): the issue-time block of each sample.
+        obs_counts : np.ndarray, optional
+            `observe` of these observed frames, if already counted (a reader of overlapping
+            chunks counts each observed frame once).
         """
         s_n, l_n = index.shape
-        if s_n == 0:
-            return
+        if s_n == 0 or obs.shape[0] == 0 or not np.any(np.asarray(index) >= 0):
+            return  # nothing observed: no pixel counts anywhere
         k_all = len(self.pixels)
         live = self.pixels <= 255  # thresholds above the largest pixel never have events
         k = int(live.sum())
@@ -143,16 +158,20 @@ class Contingency:
         v = np.ascontiguousarray(valid.reshape(u_n, -1)).view(np.uint8)
         pk = self.pixels[live].astype(np.uint8)
         idx = np.ascontiguousarray(index, dtype=np.int64)
-        n_obs = np.zeros((u_n, k_all + 1), np.int64)
+        n_obs = self.observe(obs, valid) if obs_counts is None else obs_counts
         per = np.zeros((s_n, l_n, k_all, 4), np.int64)
         if k:
             f = np.ascontiguousarray(fcst.reshape(s_n, l_n, -1))
-            fc = _kernels.forecast_counts(f, o, v, idx, pk)  # (S, L, 2k)
-            n_obs[:, :k] = _kernels.observation_counts(o, v, pk)[:, :k]
+            if f.dtype == np.uint16:
+                if self.fine is None:
+                    raise ValueError("fine (uint16) forecasts need the fine event codes")
+                pf = np.minimum(self.fine[live], 65535).astype(np.uint16)
+                fc = _kernels.forecast_counts_fine(f, o, v, idx, pf, pk)
+            else:
+                fc = _kernels.forecast_counts(f, o, v, idx, pk)  # (S, L, 2k)
             tp, nf = fc[..., :k], fc[..., k:]
             per[..., :k, TP] = tp
             per[..., :k, FP] = nf - tp
-        n_obs[:, k_all] = v.sum(axis=1, dtype=np.int64)
         seen = idx >= 0
         u = np.where(seen, idx, 0)
         no = np.where(seen[..., None], n_obs[u, :k_all], 0)  # (S, L, K)
@@ -161,11 +180,32 @@ class Contingency:
         per[..., TN] = nv - per[..., TP] - per[..., FN] - per[..., FP]
         np.add.at(self.counts, np.asarray(block, dtype=np.int64), per)
 
+    def observe(self, obs: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """Observed events and valid pixels of observed frames (U, H, W).
+
+        Returns int64 (U, K + 1): O_k of each threshold, then N: what `accumulate` needs of
+        each observed frame, counted once per frame.
+        """
+        u_n = obs.shape[0]
+        k_all = len(self.pixels)
+        live = self.pixels <= 255
+        k = int(live.sum())
+        o = np.ascontiguousarray(obs.reshape(u_n, -1))
+        v = np.ascontiguousarray(valid.reshape(u_n, -1)).view(np.uint8)
+        out = np.zeros((u_n, k_all + 1), np.int64)
+        if k:
+            c = _kernels.observation_counts(o, v, self.pixels[live].astype(np.uint8))
+            out[:, :k] = c[:, :k]
+            out[:, k_all] = c[:, k]
+        else:
+            out[:, k_all] = v.sum(axis=1, dtype=np.int64)
+        return out
+
     def merge(self, other: Contingency) -> Contingency:
         """Tables of both accumulators (same blocks, leads and thresholds)."""
         if self.counts.shape != other.counts.shape or not np.array_equal(self.pixels, other.pixels):
             raise ValueError("cannot merge contingency tables of different shapes or thresholds")
-        return Contingency(self.counts + other.counts, self.pixels.copy())
+        return Contingency(self.counts + other.counts, self.pixels.copy(), self.fine)
 
     def compute(self) -> dict[str, np.ndarray]:
         """Scores per lead and threshold (L, K) from the tables pooled over all blocks."""

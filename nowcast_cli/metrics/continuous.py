@@ -123,7 +123,10 @@ def frame_sums(
     weights: np.ndarray,
     with_ssim: bool = True,
 ) -> np.ndarray:
-    """Per-frame pixel sums (S, L, 8) of a chunk (see `Continuous.accumulate` for the inputs)."""
+    """Per-frame pixel sums (S, L, 8) of a chunk (see `Continuous.accumulate` for the inputs).
+
+    Forecasts are uint8 pixels or uint16 fine codes (pixel × `encoding.FINE_SCALE`).
+    """
     g = _kernels.gaussian_window(SSIM_WINDOW, SSIM_SIGMA)
     return _kernels.continuous_sums(
         np.ascontiguousarray(fcst),
@@ -135,6 +138,7 @@ def frame_sums(
         SSIM_K1**2,
         SSIM_K2**2,
         with_ssim,
+        encoding.code_scale(fcst.dtype),
     )
 
 
@@ -176,8 +180,8 @@ class Continuous:
         block: np.ndarray,
     ) -> None:
         """Add a chunk of forecasts (inputs as in `Contingency.accumulate`)."""
-        if len(index) == 0:
-            return
+        if len(index) == 0 or obs.shape[0] == 0 or not np.any(np.asarray(index) >= 0):
+            return  # nothing observed: no frame has a value
         values = frame_scores(frame_sums(fcst, obs, valid, index, self.weights, self.with_ssim))
         seen = np.isfinite(values) & (np.asarray(index) >= 0)[..., None]
         b = np.asarray(block, dtype=np.int64)

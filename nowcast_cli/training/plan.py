@@ -22,7 +22,7 @@ from nowcast_cli import runs
 from nowcast_cli.config import SELECT_RULES, TrainConfig, config_dict
 from nowcast_cli.errors import ConfigError, DataError, RunError
 from nowcast_cli.samples import Splits, make_splits, window_blocks
-from nowcast_cli.store import Store, resolve_store
+from nowcast_cli.store import Location, Store, resolve_store, resolved
 
 __all__ = [
     "Plan",
@@ -70,7 +70,7 @@ class Plan:
 
     cfg: TrainConfig
     run_dir: Path
-    store: Path
+    store: Location
     zr: tuple[float, float]
     splits: Splits
     steps_per_epoch: int
@@ -141,8 +141,10 @@ def make_plan(cfg: TrainConfig) -> Plan:
     LOSSES.get(cfg.loss)
     model_config(cfg.model, **model_options(cfg))  # a bad size fails before the run folder
     model_name, loss_name = cfg.model.lower(), cfg.loss.lower()
+    if cfg.run:
+        runs.check_local(cfg.run)
     device = check_device(cfg)
-    store_path = resolve_store(cfg.data.store).resolve()
+    store_path = resolved(resolve_store(cfg.data.store))
     splits = make_splits(cfg.data, store_path)  # checks the training copy exists
     with Store.open(store_path) as store:
         zr = store.zr

@@ -14,8 +14,11 @@ from hypothesis import strategies as st
 from nowcast_cli import encoding
 from nowcast_cli.metrics import Contingency, categorical
 
-with contextlib.redirect_stdout(io.StringIO()):  # pysteps prints a banner on import
-    detcat = pytest.importorskip("pysteps.verification.detcatscores")
+
+def pysteps_detcat():  # type: ignore[no-untyped-def]
+    """pysteps' detcatscores (the reference): only the tests that use it skip without it."""
+    with contextlib.redirect_stdout(io.StringIO()):  # pysteps prints a banner on import
+        return pytest.importorskip("pysteps.verification.detcatscores")
 
 
 def numpy_counts(fcst, obs, valid, index, block, pixels, n_blocks):
@@ -99,6 +102,7 @@ def test_counts_on_real_frames_equal_numpy_and_pysteps(real_store) -> None:
     assert acc.counts[0, :, 0, 0].min() > 100  # the sample has rain at 0.5 mm/h
     # pysteps counts rain > thr; on integer pixels P ≥ p ⇔ P > p − 0.5, and it cannot mask,
     # so it gets the valid pixels only
+    detcat = pysteps_detcat()
     for ll in range(4):
         v = valid[ll + 1]
         for k, p in enumerate(px):
@@ -133,6 +137,7 @@ count = st.integers(0, 10**6)
 @settings(max_examples=200)
 @given(count, count, count, count)
 def test_scores_equal_pysteps_on_the_same_counts(tp, fn, fp, tn) -> None:
+    detcat = pysteps_detcat()
     tab = {"hits": tp, "misses": fn, "false_alarms": fp, "correct_negatives": tn}
     ours = categorical.scores(np.array([tp, fn, fp, tn]))
     with np.errstate(all="ignore"):
@@ -191,3 +196,23 @@ def real_store(tmp_path_factory, sample_dir: Path):
     out = tmp_path_factory.mktemp("real") / "ry.zarr"
     ingest("dwd", [sample_dir / "dwd" / "ry_20251116_seq5_bz2"], out, workers=1)
     return Store.open(out)
+
+
+@pytest.mark.parametrize("p0", [1, 2, 64, 127, 128, 129, 200, 255])
+def test_dry_block_test_finds_a_lone_event_anywhere(p0: int) -> None:
+    """A block holding one value at (or just below) the lowest event pixel, at every position
+    of every 8-byte word, among zeros or values just below p0 (the 8-byte prefilter's edge
+    cases), also in frames whose rows start off an 8-byte boundary."""
+    n = 3 * 64 + 5
+    for fill in sorted({0, max(p0 - 1, 0)}):
+        for pos in range(0, n, 7):
+            for v in (p0 - 1, p0):
+                f = np.full((2, 1, n), fill, np.uint8)
+                f[1, 0, pos] = v
+                obs = np.full((1, n), 255, np.uint8)
+                valid = np.ones((1, n), bool)
+                acc = Contingency.init(1, 1, np.array([p0]))
+                # sample 1's frame starts n bytes in: unaligned for the 64-bit reads
+                acc.accumulate(f, obs, valid, np.array([[0], [0]]), np.array([0, 0]))
+                want = int(np.sum(f >= p0))
+                assert acc.counts[0, 0, 0, 0] == want, (p0, fill, pos, v)

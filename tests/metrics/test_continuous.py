@@ -11,8 +11,6 @@ from nowcast_cli import encoding
 from nowcast_cli.metrics import Continuous, continuous
 from tests.forecasts import rain_frames
 
-skimage_metrics = pytest.importorskip("skimage.metrics")
-
 ZR = (256.0, 1.42)
 
 
@@ -26,6 +24,8 @@ def one_frame(f, o, v=None, zr=ZR):
 
 
 def skimage_ssim(f, o, full=False):
+    """scikit-image's SSIM (the reference; only the tests that use it skip without it)."""
+    skimage_metrics = pytest.importorskip("skimage.metrics")
     return skimage_metrics.structural_similarity(
         f / 255.0,
         o / 255.0,
@@ -40,15 +40,33 @@ def skimage_ssim(f, o, full=False):
 @pytest.mark.parametrize("seed", range(4))
 def test_ssim_equals_scikit_image_on_rain_fields(seed: int) -> None:
     f, o = rain_frames(2, (48, 61), seed)
-    assert one_frame(f, o)["ssim"] == pytest.approx(skimage_ssim(f, o), abs=1e-4)
+    assert one_frame(f, o)["ssim"] == pytest.approx(skimage_ssim(f, o), rel=0, abs=1e-12)
 
 
 def test_ssim_equals_scikit_image_on_noise_and_identity() -> None:
     rng = np.random.default_rng(3)
     f = rng.integers(0, 256, (30, 30)).astype(np.uint8)
     o = rng.integers(0, 256, (30, 30)).astype(np.uint8)
-    assert one_frame(f, o)["ssim"] == pytest.approx(skimage_ssim(f, o), abs=1e-4)
+    assert one_frame(f, o)["ssim"] == pytest.approx(skimage_ssim(f, o), rel=0, abs=1e-12)
     assert one_frame(o, o)["ssim"] == pytest.approx(1.0, abs=1e-12)
+
+
+def test_ssim_of_fine_forecasts_equals_scikit_image_on_the_float_output() -> None:
+    skimage_metrics = pytest.importorskip("skimage.metrics")
+    f, o = rain_frames(2, (48, 61), 5)
+    codes = np.clip(f.astype(np.int64) * 256 + np.arange(f.size).reshape(f.shape) % 700, 0, 65280)
+    x = codes / (255.0 * 256)
+    want = skimage_metrics.structural_similarity(
+        x,
+        o / 255.0,
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+        data_range=1.0,
+    )
+    got = one_frame(codes.astype(np.uint16), o)["ssim"]
+    assert got == pytest.approx(want, rel=0, abs=1e-12)
+    assert got != pytest.approx(one_frame(f, o)["ssim"], rel=0, abs=1e-6)
 
 
 def test_ssim_with_invalid_pixels_averages_fully_valid_windows() -> None:
@@ -62,7 +80,7 @@ def test_ssim_with_invalid_pixels_averages_fully_valid_windows() -> None:
     for i, j in zip(*np.nonzero(~v), strict=True):
         # window centred at (ci + 5, cj + 5) covers rows ci .. ci + 10
         ok[max(0, i - 10) : i + 1, max(0, j - 10) : j + 1] = False
-    assert one_frame(f, o, v)["ssim"] == pytest.approx(inner[ok].mean(), abs=1e-4)
+    assert one_frame(f, o, v)["ssim"] == pytest.approx(inner[ok].mean(), rel=0, abs=1e-12)
 
 
 def test_ssim_undefined_without_a_valid_window() -> None:
@@ -99,15 +117,29 @@ def test_perfect_forecast_caps_psnr_at_50_db() -> None:
 
 
 @settings(max_examples=40)
-@given(st.integers(0, 2**32 - 1), st.integers(1, 17), st.integers(1, 17), st.floats(0, 1))
-def test_pixel_sums_equal_numpy_reference(seed: int, h: int, w: int, dry: float) -> None:
+@given(
+    st.integers(0, 2**32 - 1),
+    st.integers(1, 17),
+    st.integers(1, 17),
+    st.floats(0, 1),
+    st.booleans(),
+)
+def test_pixel_sums_equal_numpy_reference(
+    seed: int, h: int, w: int, dry: float, fine: bool
+) -> None:
+    """Whole-pixel forecasts (uint8) and fine ones (uint16, pixel × 256) alike."""
     rng = np.random.default_rng(seed)
-    f = rng.integers(0, 256, (h, w)).astype(np.uint8)
+    if fine:
+        f = rng.integers(0, 255 * 256 + 1, (h, w)).astype(np.uint16)
+        fn = f / (255.0 * 256)
+    else:
+        f = rng.integers(0, 256, (h, w)).astype(np.uint8)
+        fn = f / 255.0
     o = rng.integers(0, 256, (h, w)).astype(np.uint8)
     o[rng.random(o.shape) < dry] = 0
     v = rng.random((h, w)) > 0.2
     s = one_frame(f, o, v)
-    e = (f.astype(float) - o) / 255.0
+    e = fn - o / 255.0
     rate = encoding.pixel_to_rate(o, *ZR)
     wt = np.select([rate >= 30, rate >= 10, rate >= 5, rate >= 2], [30, 10, 5, 2], 1.0)
     if not v.any():
@@ -117,7 +149,7 @@ def test_pixel_sums_equal_numpy_reference(seed: int, h: int, w: int, dry: float)
     assert s["mae"] == pytest.approx(np.sum(np.abs(e[v])))
     assert s["b_mse"] == pytest.approx(np.sum(wt[v] * e[v] ** 2))
     assert s["b_mae"] == pytest.approx(np.sum(wt[v] * np.abs(e[v])))
-    fn, on = f / 255.0, o / 255.0
+    on = o / 255.0
     g = 0.0
     pv = v[1:] & v[:-1]
     g += np.sum(np.abs(np.abs(np.diff(fn, axis=0)) - np.abs(np.diff(on, axis=0)))[pv])
