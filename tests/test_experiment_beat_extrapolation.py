@@ -52,27 +52,50 @@ def test_smoke_runs_every_step_resumes_and_reports(tmp_path: Path) -> None:
     assert [(p, p.stat().st_mtime_ns) for p, _ in committed] == committed
 
 
-def test_report_is_built_from_the_csv_alone(tmp_path: Path) -> None:
+def _report() -> object:
     sys.path.insert(0, str(HERE))
     try:
-        from report import verdict, write_report
+        import report
     finally:
         sys.path.remove(str(HERE))
+    return report
+
+
+def test_report_is_built_from_the_csv_alone(tmp_path: Path) -> None:
+    report = _report()
     cols = "section,config,seed,lead_minutes,threshold,metric,value,low,high"
     rows = [
         "setup,,,,,size,32,,", "setup,,,,,budget_s,3600,,", "config,m,,,,model,simvp,,",
-        "run,m,1,,,train_seconds,1800,,", "run,m,1,,,steps,100,,",
         "score,m,1,5,0.5,csi,0.6,,", "score,m,1,10,0.5,csi,0.4,,",
         "score,extrapolation,,5,0.5,csi,0.5,,", "score,extrapolation,,10,0.5,csi,0.3,,",
         "vs-extrapolation,m,all,mean,0.5,csi,0.1,0.02,0.2",
-        "vs-extrapolation,m,all,mean,2,csi,0.05,-0.01,0.1",
+        "vs-extrapolation,m,all,mean,2,csi,0.05,0.01,0.1",
     ]  # fmt: skip
+    # three seeds: at 0.5 mm/h differences 0.1, 0.2, 0.3 (mean 0.2, sd 0.1), at 2 mm/h 0.10,
+    # 0.11, 0.12 (mean 0.11, sd 0.01)
+    for seed, d05, d2 in ((1, 0.1, 0.10), (2, 0.2, 0.11), (3, 0.3, 0.12)):
+        rows += [f"run,m,{seed},,,train_seconds,1800,,", f"run,m,{seed},,,steps,100,,",
+                 f"vs-extrapolation-seed,m,{seed},mean,0.5,csi,{d05},0,1",
+                 f"vs-extrapolation-seed,m,{seed},mean,2,csi,{d2},0,1"]  # fmt: skip
     path = tmp_path / "scores.csv"
     path.write_text("\n".join([cols, *rows]) + "\n")
-    text = write_report(path, tmp_path / "R.md")
-    assert "`m` (1 seeds): **not met**" in text  # 2 mm/h: the interval reaches below 0
+    text = report.write_report(path, tmp_path / "R.md")  # type: ignore[attr-defined]
+    # t(0.975, 2) = 4.302653 (Student's table): 0.2 ± 4.302653 · 0.1 / √3 = [−0.048, +0.448]
+    assert "over seeds +0.200 [-0.048, +0.448], 3 of 3 seeds above 0" in text
+    assert "over seeds +0.110 [+0.085, +0.135] *" in text  # 0.11 ± 4.302653 · 0.01 / √3
+    # the bootstrap intervals both exclude 0, but the seed-level one at 0.5 mm/h does not
+    assert "`m` (3 seeds): **not met**" in text
     assert "| extrapolation | 0.400 |" in text  # the mean over the two leads
     assert "| `m` seed 1 | 0.500 |" in text
     assert "30–30 min, within the budget of 60 min" in text
-    path.write_text(path.read_text().replace("0.05,-0.01,0.1", "0.05,0.01,0.1"))
-    assert verdict(__import__("report").Scores(path), "m")[0]
+    scores = report.Scores  # type: ignore[attr-defined]
+    assert not report.verdict(scores(path), "m")[0]  # type: ignore[attr-defined]
+    path.write_text(path.read_text().replace("mean,0.5,csi,0.1,0,1", "mean,0.5,csi,0.19,0,1"))
+    path.write_text(path.read_text().replace("mean,0.5,csi,0.3,0,1", "mean,0.5,csi,0.21,0,1"))
+    assert report.verdict(scores(path), "m")[0]  # type: ignore[attr-defined]
+    # two seeds are not enough, however narrow their interval
+    two = [
+        r for r in path.read_text().splitlines() if not r.startswith("vs-extrapolation-seed,m,3")
+    ]
+    path.write_text("\n".join(two) + "\n")
+    assert not report.verdict(scores(path), "m")[0]  # type: ignore[attr-defined]
