@@ -47,7 +47,7 @@ import torch
 from torch import Tensor, nn
 
 from nowcast_cli.losses import build_loss
-from nowcast_cli.models import count_parameters, create_model
+from nowcast_cli.models import count_parameters, create_model, first_output
 from nowcast_cli.models._rollout import Nowcaster
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -161,7 +161,7 @@ def make_step(
 
     def step() -> float:
         out = model(x[:, :m], args.out_frames, teacher=x[:, m:], teacher_prob=0.5, generator=gen)
-        loss = loss_fn(out, x[:, 1:])
+        loss = loss_fn(out, x[:, first_output(model, m) :])  # every frame the model returns
         if opt is not None:
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -263,9 +263,23 @@ def train(
     valid_samples: Annotated[
         int | None, _opt("Validate on at most this many samples (0 = all). (default: 0)")
     ] = None,
-    layers: Annotated[int | None, _opt("Recurrent layers. (default: 3)")] = None,
-    hidden: Annotated[int | None, _opt("Hidden channels. (default: 64)")] = None,
-    kernel: Annotated[int | None, _opt("Kernel size. (default: 3)")] = None,
+    layers: Annotated[
+        int | None,
+        _opt(
+            "Depth: recurrent layers, RainNet's pooling levels, SimVP's translator blocks. "
+            "(default: the model's published one; 3 recurrent layers)"
+        ),
+    ] = None,
+    hidden: Annotated[
+        int | None,
+        _opt(
+            "Width: hidden channels, RainNet's first-level filters, SimVP's hid_S. "
+            "(default: the model's published one; 64)"
+        ),
+    ] = None,
+    kernel: Annotated[
+        int | None, _opt("Kernel size. (default: the model's published one; 3)")
+    ] = None,
     conv: Annotated[
         str | None, _opt("3×3 convolutions on CPU: auto (Winograd) or direct. (default: auto)")
     ] = None,
@@ -702,7 +716,7 @@ def list_sources(as_json: JsonOpt = False) -> None:
 @list_app.command("models")
 @handle_errors
 def list_models_cmd(as_json: JsonOpt = False) -> None:
-    """Nowcasting models, with trainable parameters at the paper's configuration."""
+    """Nowcasting models, with trainable parameters at the published configuration."""
     _modes(False, as_json)
     from nowcast_cli.models import list_models
 
@@ -719,7 +733,8 @@ def list_models_cmd(as_json: JsonOpt = False) -> None:
     _print_rows(
         rows,
         ["name", "params", "paper", "description"],
-        "models at the paper's configuration (3 layers × 64, 120×120); paper = its Table II",
+        "models at their published configuration (FFL paper: 3 layers × 64, 120×120); "
+        "paper = Table II, or the authors' code's count (rainnet, simvp)",
     )
 
 

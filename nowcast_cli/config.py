@@ -143,8 +143,11 @@ class TrainConfig:
         Store, window shape and splits.
     model : str or None
         Registry name (``nowcast list models``).
-    layers, hidden, kernel : int
-        Size of a recurrent model (baselines ignore them).
+    layers, hidden, kernel : int or None
+        Size of the model: its depth (recurrent layers; RainNet's pooling levels; SimVP's
+        translator blocks N_T), width (hidden channels; RainNet's first-level filters; SimVP's
+        hid_S) and kernel. None = the model's own default, its published configuration (3, 64
+        and 3 for the recurrent models). Baselines ignore them.
     conv : {"auto", "direct"}
         How 3×3 convolutions are computed on CPU (Winograd where it pays, or torch's).
     loss : str or None
@@ -210,9 +213,9 @@ class TrainConfig:
 
     data: DataConfig = field(default_factory=DataConfig)
     model: str | None = None
-    layers: int = 3  # the paper: 3 stacked recurrent layers
-    hidden: int = 64  # the paper: 64 hidden channels
-    kernel: int = 3  # the paper: 3×3 kernels
+    layers: int | None = None  # None: the model's default (the paper: 3 recurrent layers)
+    hidden: int | None = None  # None: the model's default (the paper: 64 hidden channels)
+    kernel: int | None = None  # None: the model's default (the paper: 3×3 kernels)
     conv: str = "auto"
     loss: str | None = None
     balanced: bool = True  # the paper trains on B-MSE + B-MAE
@@ -242,7 +245,9 @@ class TrainConfig:
     resume: bool = False
 
     def __post_init__(self) -> None:
-        _positive(self, "layers", "hidden", "kernel", "batch", "epochs", "devices")
+        _positive(self, "batch", "epochs", "devices")
+        sizes = ("layers", "hidden", "kernel")
+        _positive(self, *(k for k in sizes if getattr(self, k) is not None))
         _choice(self, "conv", ("auto", "direct"))
         _choice(self, "loss_frames", ("all", "forecast"))
         _choice(self, "optimizer", ("adamhd", "adam"))

@@ -1,13 +1,15 @@
-"""Training losses (SPEC §6): (B-)MSE, (B-)MAE and the focal frame loss family.
+"""Training losses (SPEC §6): (B-)MSE, (B-)MAE, log-cosh and the focal frame loss family.
 
-Registry names, as typed on the command line: ``mse``, ``mae``, ``mse+mae``, ``ff-mse``,
-``ff-mae``, ``ff-mse+mae``. Build one with `build_loss`; all share the contract
+Registry names, as typed on the command line: ``mse``, ``mae``, ``mse+mae``, ``logcosh``,
+``ff-mse``, ``ff-mae``, ``ff-mse+mae``, ``ff-logcosh``. Build one with `build_loss`; all share
+the contract
 
 ``loss(pred, target, valid=None) -> Tensor`` (a scalar)
 
 pred, target : Tensor (B, T, C, H, W)
     Predicted frames X̂_t and true frames X_t on the [0, 1] pixel scale (pixel / 255), every
-    output frame t = 1 .. m + n − 1 as the models return them (the paper's eq. 6).
+    output frame as the models return them: t = 1 .. m + n − 1 for the recurrent models (the
+    paper's eq. 6), the n forecast frames for RainNet and SimVP.
 valid : Tensor, optional
     Same shape as `target` (or broadcastable to it), bool or 0/1: pixels where the radar had
     data. Invalid pixels contribute nothing, to the loss nor to the focal weights; a frame
@@ -17,10 +19,12 @@ Per sample b and frame t, with e = X̂_t − X_t and w the balancing weight of t
 (1 unbalanced; else by rain rate <2 mm/h → 1, [2, 5) → 2, [5, 10) → 5, [10, 30) → 10,
 ≥30 → 30, compared in pixel space: X_t ≥ P(τ)/255) times `valid`:
 
-    SE_t = Σ_pixels w·e²        AE_t = Σ_pixels w·|e|
+    SE_t = Σ_pixels w·e²        AE_t = Σ_pixels w·|e|        LC_t = Σ_pixels w·ln cosh e
 
-Plain losses average SE_t (``mse``), AE_t (``mae``) or SE_t + AE_t (``mse+mae``) over frames and
-batch, times `scale`. Focal frame losses (``ff-*``) first multiply each frame's term by
+Plain losses average SE_t (``mse``), AE_t (``mae``), SE_t + AE_t (``mse+mae``) or LC_t
+(``logcosh``, RainNet's loss: Keras's ``log_cosh``, quadratic for small errors, linear for
+large ones) over frames and batch, times `scale`. Focal frame losses (``ff-*``) first multiply
+each frame's term by
 
     W_t = ((ΔX_t − min_t ΔX) / (max_t ΔX − min_t ΔX) + ε)^k,   ΔX_t = mean over valid pixels of |e|,
 
@@ -38,6 +42,7 @@ built with the store's ``zr`` (there is no default; an unbalanced loss may pass 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -48,7 +53,14 @@ from nowcast_cli.encoding import threshold_to_pixel
 from nowcast_cli.errors import ConfigError
 from nowcast_cli.registry import Registry
 
-__all__ = ["BALANCE_THRESHOLDS", "BALANCE_WEIGHTS", "LOSSES", "balance_weights", "build_loss"]
+__all__ = [
+    "BALANCE_THRESHOLDS",
+    "BALANCE_WEIGHTS",
+    "LOSSES",
+    "balance_weights",
+    "build_loss",
+    "log_cosh",
+]
 
 LOSSES: Registry[Any] = Registry("loss")
 
@@ -89,11 +101,18 @@ def balance_weights(target: Tensor, zr: tuple[float, float]) -> Tensor:
     return w
 
 
+def log_cosh(e: Tensor) -> Tensor:
+    """The log-cosh of errors `e`: |e| + ln(1 + exp(−2|e|)) − ln 2, which never overflows."""
+    a = e.abs()
+    return a + torch.nn.functional.softplus(-2.0 * a) - math.log(2.0)
+
+
 class FrameLoss:
     """Base of all losses: per-frame sums over pixels, mean over frames and batch."""
 
     squared = False  # include SE_t
     absolute = False  # include AE_t
+    logcosh = False  # include LC_t
     focal = False  # weight frames by W_t
 
     def __init__(
@@ -163,6 +182,9 @@ class FrameLoss:
             per_frame = per_frame + (se if w is None else w * se).flatten(2).sum(2)  # (B, T)
         if self.absolute:
             per_frame = per_frame + (abs_err if w is None else w * abs_err).flatten(2).sum(2)
+        if self.logcosh:
+            lc = log_cosh(err)
+            per_frame = per_frame + (lc if w is None else w * lc).flatten(2).sum(2)
         if self.focal:
             per_frame = self.frame_weights(abs_err, v) * per_frame
         return per_frame.mean() * self.scale
@@ -195,6 +217,13 @@ class MSEMAELoss(FrameLoss):
     squared = absolute = True
 
 
+@LOSSES.register("logcosh")
+class LogCoshLoss(FrameLoss):
+    """Log-cosh: per-frame sum of ln cosh(error) (RainNet's loss; B- weighted when balanced)."""
+
+    logcosh = True
+
+
 @LOSSES.register("ff-mse")
 class FFMSELoss(FrameLoss):
     """FF-MSE: focal frame MSE, hard frames weighted up by W_t (paper eq. 8)."""
@@ -216,6 +245,13 @@ class FFMSEMAELoss(FrameLoss):
     squared = absolute = focal = True
 
 
+@LOSSES.register("ff-logcosh")
+class FFLogCoshLoss(FrameLoss):
+    """FF-log-cosh: focal frame weights W_t on the per-frame log-cosh sums."""
+
+    logcosh = focal = True
+
+
 def build_loss(
     name: str,
     *,
@@ -230,7 +266,8 @@ def build_loss(
     Parameters
     ----------
     name : str
-        ``mse``, ``mae``, ``mse+mae``, ``ff-mse``, ``ff-mae`` or ``ff-mse+mae``.
+        ``mse``, ``mae``, ``mse+mae``, ``logcosh``, or one of them with the focal prefix
+        ``ff-``.
     zr : (a, b) or None
         Z–R coefficients of the data (the store's ``zr``), for the rain-rate boundaries of
         the B- weights. Required: a DWD store and an HKO-7 store put the same boundary at

@@ -8,8 +8,9 @@ What is forecast, and where it goes:
 
 - a trained run (``run``; default the latest run in ./runs): its ``best.pt`` (or ``last.pt``),
   on the run's store, training copy and window length, into ``<run>/forecasts.zarr``. The
-  output holds every frame the rollout makes: the m − 1 reconstructions of observed frames
-  (leads −(m−2)Δ … 0, for ``verify --frames all``) and the n forecasts (Δ … nΔ).
+  output holds every frame the model makes: for the recurrent models the m − 1
+  reconstructions of observed frames (leads −(m−2)Δ … 0, for ``verify --frames all``), then
+  the n forecasts (Δ … nΔ); for forecast-only models (RainNet, SimVP) the n forecasts.
 - a baseline (``model`` = ``persistence`` or ``extrapolation``): a new run folder
   ``runs/<baseline>-<UTC time>/``; with ``run`` it takes that run's store, copy, window
   length and split, so both answer the same issue times. ``native`` forecasts on the full
@@ -287,8 +288,8 @@ def _plan(cfg: PredictConfig) -> _Job:
         _write_baseline_config(out_dir, cfg, data_cfg, run)
     # a forecast store may be a URL; the run folder (config, scores) stays local
     out = location(cfg.out) if cfg.out is not None else out_dir / FORECASTS
-    if model == "extrapolation":
-        leads = [k * interval_min for k in range(1, n + 1)]
+    if model == "extrapolation" or not _reconstructs(model):
+        leads = [k * interval_min for k in range(1, n + 1)]  # X̂_m … X̂_{m+n−1}
     else:  # the rollout's X̂_1 … X̂_{m+n−1}: reconstructions, then the forecast
         leads = [k * interval_min for k in range(-(m - 2), n + 1)]
     attrs = {
@@ -467,6 +468,13 @@ def _read_inputs(reader: Any, inputs: np.ndarray) -> np.ndarray:
     return frames
 
 
+def _reconstructs(model: str) -> bool:
+    """Whether a registered model's output starts with reconstructions of observed frames."""
+    from nowcast_cli.models import MODELS
+
+    return bool(MODELS.get(model).reconstructs)
+
+
 Forecasts = tuple[np.ndarray, np.ndarray | None]
 
 
@@ -512,7 +520,9 @@ def _predictor(job: _Job, cfg: PredictConfig) -> Callable[[np.ndarray], Forecast
     def network(frames: np.ndarray) -> Forecasts:
         with torch.inference_mode():
             x = torch.from_numpy(frames).to(device).unsqueeze(2).float().div_(255.0)
-            out = model(x, n)  # (B, m + n − 1, 1, H, W), linear outputs on the [0, 1] scale
+            # (B, m + n − 1, 1, H, W), or (B, n, 1, H, W) for a forecast-only model: linear
+            # outputs on the [0, 1] scale, one per lead of the job
+            out = model(x, n)
             y = out.squeeze(2).cpu().numpy()
             return unit_to_pixel(y), unit_to_fine(y)
 

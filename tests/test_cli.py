@@ -156,6 +156,10 @@ def test_list_models_json_has_paper_counts() -> None:
     assert rows["mim"]["params"] == 2_902_913
     assert rows["motionrnn"]["params"] == 2_969_271
     assert rows["persistence"]["paper_params"] is None
+    # the authors' code at their training defaults, counted layer by layer in
+    # tests/models/test_param_counts.py: exactly ours
+    assert rows["rainnet"]["params"] == rows["rainnet"]["paper_params"] == 31_380_613
+    assert rows["simvp"]["params"] == rows["simvp"]["paper_params"] == 15_778_433
 
 
 def test_list_models_table_shows_both_counts() -> None:
@@ -171,7 +175,8 @@ def test_list_models_table_shows_both_counts() -> None:
 def test_list_losses() -> None:
     result = runner.invoke(app, ["list", "losses", "--json"])
     names = [r["name"] for r in json.loads(result.stdout)]
-    assert names == sorted(["mse", "mae", "mse+mae", "ff-mse", "ff-mae", "ff-mse+mae"])
+    plain = ["mse", "mae", "mse+mae", "logcosh"]
+    assert names == sorted(plain + [f"ff-{n}" for n in plain])
 
 
 def test_ingest_that_writes_nothing_fails_and_leaves_nothing(in_tmp: Path, ry_dir: Path) -> None:

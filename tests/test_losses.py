@@ -9,7 +9,7 @@ import torch
 
 from nowcast_cli.encoding import threshold_to_pixel
 from nowcast_cli.errors import ConfigError, UnknownNameError
-from nowcast_cli.losses import LOSSES, balance_weights, build_loss
+from nowcast_cli.losses import LOSSES, balance_weights, build_loss, log_cosh
 
 NAMES = LOSSES.names()
 FOCAL = [n for n in NAMES if n.startswith("ff-")]
@@ -24,7 +24,9 @@ def pair(seed: int = 0, shape: tuple[int, ...] = (2, 5, 1, 6, 6)) -> tuple[torch
 
 
 def test_registry_names() -> None:
-    assert NAMES == ["ff-mae", "ff-mse", "ff-mse+mae", "mae", "mse", "mse+mae"]
+    assert NAMES == [
+        "ff-logcosh", "ff-mae", "ff-mse", "ff-mse+mae", "logcosh", "mae", "mse", "mse+mae",
+    ]  # fmt: skip
     assert all(LOSSES.describe().values())
 
 
@@ -51,13 +53,18 @@ def test_scalar_nonnegative_finite_gradient(name: str) -> None:
 # Two frames of 1×2 pixels, truth all 0 (no rain: weight 1), scale 1:
 #   frame 1: pred (0.1, 0.1): ΔX = 0.2, SE = 0.02;  frame 2: pred (0.3, 0.1): ΔX = 0.4, SE = 0.10
 #   W = ((ΔX − 0.2)/(0.4 − 0.2) + 0.01)² = (0.0001, 1.0201)
+#   log-cosh: LC = 2·ln cosh 0.1 and ln cosh 0.3 + ln cosh 0.1 (math.cosh, the definition)
+LC1 = 2 * math.log(math.cosh(0.1))
+LC2 = math.log(math.cosh(0.3)) + math.log(math.cosh(0.1))
 HAND = {
     "mse": (0.02 + 0.10) / 2,
     "mae": (0.2 + 0.4) / 2,
     "mse+mae": (0.22 + 0.50) / 2,
+    "logcosh": (LC1 + LC2) / 2,
     "ff-mse": (0.0001 * 0.02 + 1.0201 * 0.10) / 2,
     "ff-mae": (0.0001 * 0.2 + 1.0201 * 0.4) / 2,
     "ff-mse+mae": (0.0001 * 0.22 + 1.0201 * 0.50) / 2,
+    "ff-logcosh": (0.0001 * LC1 + 1.0201 * LC2) / 2,
 }
 
 
@@ -74,6 +81,24 @@ def test_hand_computed_two_frames(name: str) -> None:
         assert got == pytest.approx(HAND[name], rel=1e-12)
     got = build_loss(name, zr=HKO7)(pred, target).item()
     assert got == pytest.approx(HAND[name] * 1e-3, rel=1e-12)
+
+
+def test_log_cosh_is_the_definition_and_never_overflows() -> None:
+    e = torch.tensor([-3.0, -0.5, 0.0, 1e-4, 0.7, 2.0], dtype=torch.float64)
+    want = torch.tensor([math.log(math.cosh(v)) for v in e.tolist()], dtype=torch.float64)
+    torch.testing.assert_close(log_cosh(e), want, rtol=1e-12, atol=1e-15)
+    # cosh(100) overflows float32 (the naive log(cosh(e)) is inf); ln cosh 100 = 100 − ln 2
+    big = log_cosh(torch.tensor([100.0, -100.0]))
+    torch.testing.assert_close(big, torch.full((2,), 100.0 - math.log(2.0)))
+
+
+def test_balanced_logcosh_weights_each_pixel() -> None:
+    # the B- weights multiply ln cosh e per pixel: one pixel at 10 mm/h truth weighs 10
+    g = threshold_to_pixel(10.0, *HKO7) / 255.0
+    target = torch.tensor([g, 0.0], dtype=torch.float64).view(1, 1, 1, 1, 2)
+    pred = target + torch.tensor([0.2, 0.3], dtype=torch.float64).view(1, 1, 1, 1, 2)
+    got = build_loss("logcosh", zr=HKO7, scale=1.0)(pred, target).item()
+    assert got == pytest.approx(10 * math.log(math.cosh(0.2)) + math.log(math.cosh(0.3)))
 
 
 def test_hand_computed_balanced_and_batched() -> None:

@@ -1,8 +1,9 @@
-"""Recurrent nowcasting models (SPEC §5): one registry, one rollout contract.
+"""Nowcasting models (SPEC §5): one registry, one calling contract.
 
 Every model is registered in `MODELS` under the name users type (``convlstm``, ``trajgru``,
-``predrnn``, ``mim``, ``motionrnn``, ``persistence``), built from its frozen ``Config``
-dataclass by `create_model`, and listed with its parameter count by `list_models`.
+``predrnn``, ``mim``, ``motionrnn``, ``persistence``, ``rainnet``, ``simvp``), built from its
+frozen ``Config`` dataclass by `create_model`, and listed with its parameter count (and the
+published one) by `list_models`. Every model is a `NowcastModel`.
 
 Contract
 --------
@@ -20,17 +21,28 @@ teacher_prob : float or Tensor
     Scheduled sampling: probability that a future step reads the true frame instead of the
     model's own previous output. One Bernoulli draw per (sample, step), for the whole frame;
     a tensor must broadcast to (B, n − 1). 0 (the default) is the pure autoregressive rollout.
+    A model that feeds nothing back (SimVP) accepts and ignores it.
 generator : torch.Generator, optional
     Source of the Bernoulli draws, for reproducible training.
 
-Returns X̂_1 .. X̂_{m+n−1}, shaped (B, m + n − 1, C, H, W) (the paper's Fig. 1): step s reads
-frame X_s for s < m, then (for s ≥ m) the previous output X̂_s or, under scheduled sampling,
-X_s, and predicts X̂_{s+1}. The first m − 1 outputs reconstruct observed frames, the last n are
-the forecast ``out[:, m − 1:]``. Outputs are linear (not clipped to [0, 1]), as in the
-authors' code. A batch gives the same outputs as its samples one at a time.
+Which frames come back is a class attribute, ``reconstructs``:
 
-The paper's configuration is every Config's default: 3 layers, 64 hidden channels, 3×3
-kernels, 1×1 convolutions in and out, 1 channel, 120×120 frames, no patching.
+- True (the recurrent models and persistence): X̂_1 .. X̂_{m+n−1}, shaped
+  (B, m + n − 1, C, H, W) (the paper's Fig. 1): step s reads frame X_s for s < m, then (for
+  s ≥ m) the previous output X̂_s or, under scheduled sampling, X_s, and predicts X̂_{s+1}.
+  The first m − 1 outputs reconstruct observed frames, the last n are the forecast
+  ``out[:, m − 1:]``.
+- False (``rainnet``, ``simvp``): the forecast X̂_m .. X̂_{m+n−1} only, shaped (B, n, C, H, W).
+
+`first_output` (1 or m) says which true frame the first output predicts, so callers align
+targets as ``x[:, first_output(model, m):]`` and forecasts as ``out[:, m − first_output:]``
+without knowing the model. Outputs are linear (not clipped to [0, 1]), as in the authors'
+code. A batch gives the same outputs as its samples one at a time (in eval mode: RainNet has
+dropout).
+
+Every Config's defaults are the published configuration: the FFL paper's for its five models
+(3 layers, 64 hidden channels, 3×3 kernels, 1×1 convolutions in and out, 1 channel, 120×120,
+no patching), the authors' training code for RainNet and SimVP.
 """
 
 from __future__ import annotations
@@ -41,6 +53,8 @@ from nowcast_cli.models import mim as mim
 from nowcast_cli.models import motionrnn as motionrnn
 from nowcast_cli.models import persistence as persistence
 from nowcast_cli.models import predrnn as predrnn
+from nowcast_cli.models import rainnet as rainnet
+from nowcast_cli.models import simvp as simvp
 from nowcast_cli.models import trajgru as trajgru
 from nowcast_cli.models._registry import (
     MODELS,
@@ -49,5 +63,14 @@ from nowcast_cli.models._registry import (
     list_models,
     model_config,
 )
+from nowcast_cli.models._rollout import NowcastModel, first_output
 
-__all__ = ["MODELS", "count_parameters", "create_model", "list_models", "model_config"]
+__all__ = [
+    "MODELS",
+    "NowcastModel",
+    "count_parameters",
+    "create_model",
+    "first_output",
+    "list_models",
+    "model_config",
+]

@@ -27,16 +27,17 @@ __all__ = [
 
 MODELS: Registry[Any] = Registry("model")
 
-#: size options every model accepts; parameter-free baselines accept and ignore them, so that
-#: ``nowcast train``/``predict`` can pass them uniformly
-SIZE_OPTIONS = ("layers", "hidden", "kernel")
+#: size options every model accepts; a model whose Config lacks one ignores it (baselines have
+#: none, only SimVP is sized by the observed frames), so ``nowcast train`` passes them uniformly
+SIZE_OPTIONS = ("layers", "hidden", "kernel", "in_frames")
 
 
 def model_config(name: str, **overrides: Any) -> Any:
     """Build the frozen Config of model `name` with `overrides` applied.
 
-    Size options (`SIZE_OPTIONS`) that the model's Config does not have are ignored: they
-    describe a recurrent network and mean nothing to a parameter-free baseline.
+    Size options (`SIZE_OPTIONS`) that the model's Config does not have are ignored: a
+    parameter-free baseline has no layers, and only a model whose size depends on the number
+    of observed frames (SimVP) has ``in_frames``.
 
     Raises
     ------
@@ -44,7 +45,8 @@ def model_config(name: str, **overrides: Any) -> Any:
         If `name` is not a registered model.
     ConfigError
         If an override is not a field of the model's Config (the message lists the valid
-        fields) or has an invalid value.
+        fields) or has an invalid value, or the model cannot read ``in_frames`` observed
+        frames (when given).
     """
     cls = MODELS.get(name)
     config_class = cls.config_class
@@ -55,7 +57,10 @@ def model_config(name: str, **overrides: Any) -> Any:
             f"model {name!r} has no option {', '.join(map(repr, unknown))}; "
             f"valid options: {', '.join(fields)}"
         )
-    return config_class(**{k: v for k, v in overrides.items() if k in fields})
+    cfg = config_class(**{k: v for k, v in overrides.items() if k in fields})
+    if "in_frames" in overrides:  # the data's observed frames: can the model read them?
+        cls.check_frames(cfg, overrides["in_frames"])
+    return cfg
 
 
 def create_model(name: str, **overrides: Any) -> nn.Module:
@@ -100,15 +105,16 @@ def _paper_config_params(name: str) -> int:
 
 
 def list_models() -> list[dict[str, Any]]:
-    """Every registered model with its size at the paper's configuration.
+    """Every registered model with its size at its published configuration.
 
     Returns
     -------
     list of dict
         One ``{"name", "params", "paper_params", "description"}`` per model, sorted by name:
-        ``params`` counts our trainable parameters at the default (paper) configuration,
-        ``paper_params`` is the count the paper's Table II reports (None for models the paper
-        does not train), and ``description`` is the first line of the model's docstring.
+        ``params`` counts our trainable parameters at the default (published) configuration,
+        ``paper_params`` the published count: the paper's Table II for its five models, the
+        authors' code at their training defaults for RainNet and SimVP (None for baselines);
+        ``description`` is the first line of the model's docstring.
     """
     described = MODELS.describe()
     return [

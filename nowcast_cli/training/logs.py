@@ -1,6 +1,7 @@
 """A run's logs: ``metrics.csv`` (per step and validation) and ``frames.csv`` (per frame).
 
-``frames.csv`` holds, per epoch and split, for every output frame t = 1 … m + n − 1 the mean
+``frames.csv`` holds, per epoch and split, for every output frame t = 1 … m + n − 1 (m … m + n − 1
+for the forecast-only models, RainNet and SimVP) the mean
 over the epoch's samples of ΔX_t (mean |e| over the frame's valid pixels; the paper's Fig. 2)
 and, for focal losses, of the weight W_t; ``samples`` says how many samples each mean is over
 (for training: the windows of the epoch's full batches, see `nowcast_cli.samples.batch_order`).
@@ -32,8 +33,9 @@ class FrameStats:
     samples weighted. Sums, so that processes' shares add up (`distributed.reduce`).
     """
 
-    def __init__(self, frames: int, device: torch.device) -> None:
+    def __init__(self, frames: int, device: torch.device, start: int = 1) -> None:
         self.t = torch.zeros(4, frames, dtype=torch.float64, device=device)
+        self.start = start  # frame index t of the first output (1, or m: forecast only)
 
     def add(self, abs_err: Tensor, valid: Tensor, weights: Tensor | None, first: int) -> None:
         """Add a batch: |e| and masks (B, T, …), focal weights (B, T − first) or None."""
@@ -57,7 +59,7 @@ class FrameStats:
                 "epoch": epoch,
                 "step": step,
                 "split": split,
-                "frame": i + 1,
+                "frame": self.start + i,
                 "samples": int(n[i]),
                 "delta_x": dx[i] if n[i] else "",
                 "weight": w[i] if focal and nw[i] else "",

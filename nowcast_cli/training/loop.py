@@ -24,6 +24,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,7 @@ from torch import Tensor, nn
 from nowcast_cli.checkpoint import save_checkpoint
 from nowcast_cli.config import TrainConfig
 from nowcast_cli.errors import ConfigError, TrainingError
+from nowcast_cli.models import first_output
 from nowcast_cli.samples import BatchSampler, WindowDataset
 from nowcast_cli.store import iso
 from nowcast_cli.training import checkpoints, distributed, validation
@@ -43,7 +45,7 @@ from nowcast_cli.training.logs import (
     FrameStats,
     truncate_logs,
 )
-from nowcast_cli.training.plan import Plan, RunResult
+from nowcast_cli.training.plan import Plan, RunResult, model_options
 
 __all__ = ["Trainer", "run_process", "teacher_mask"]
 
@@ -80,8 +82,7 @@ def build(
 
     cfg = plan.cfg
     torch.manual_seed(cfg.seed)
-    sizes = {"size": cfg.data.size, "layers": cfg.layers, "hidden": cfg.hidden}
-    model = create_model(cfg.model or "", kernel=cfg.kernel, **sizes)
+    model = create_model(cfg.model or "", **model_options(cfg))
     if count_parameters(model) == 0:
         raise ConfigError(
             f"model {cfg.model!r} has no parameters to train; use it directly with "
@@ -108,6 +109,20 @@ def build(
     else:
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     return model, loss_fn, scores, opt
+
+
+@contextlib.contextmanager
+def step_rng(seed: int, step: int, rank: int, device: torch.device) -> Iterator[None]:
+    """Draws inside (RainNet's dropout) come from a generator seeded by (seed, step, rank).
+
+    So they do not depend on what drew from torch's generator before, and a resumed run draws
+    what an uninterrupted one does. The generator's state outside is left as it was.
+    """
+    state = np.random.SeedSequence([seed, step, rank, 1]).generate_state(1)[0]
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(int(state))
+        yield
 
 
 def teacher_mask(seed: int, step: int, batch: int, n_future: int, eta: float) -> Tensor:
@@ -173,13 +188,19 @@ class Trainer:
         self.progress = progress
         self.main = rank == 0
         self.m, self.n = data.in_frames, data.out_frames
-        self.first = 0 if cfg.loss_frames == "all" else self.m - 1  # first output in the loss
         self.model, self.loss_fn, self.scores, self.opt = build(plan, device)
+        # the model's outputs predict X_start .. X_{m+n−1}: start 1 for the recurrent rollout,
+        # m for forecast-only models (`nowcast_cli.models.first_output`)
+        self.start = first_output(self.model, self.m)
+        self.first = 0 if cfg.loss_frames == "all" else self.m - self.start  # first in the loss
         self.focal = bool(getattr(self.loss_fn, "focal", False))
+        # a model that draws random numbers in training (RainNet's dropout) draws them from a
+        # generator seeded per step (`step_rng`), so that a resumed run draws the same
+        self.random = any(isinstance(m, nn.Dropout) for m in self.model.modules())
         self.step, self.elapsed0 = 0, 0.0
         self.best: float | None = None  # the selection score of best.pt
         self.best_step: int | None = None
-        self.stats = FrameStats(self.m + self.n - 1, device)
+        self.stats = self.frame_stats()
         if plan.resume:
             got = checkpoints.restore(plan, self.model, self.opt, rank)
             self.step, self.elapsed0 = got.step, got.elapsed_s
@@ -210,6 +231,10 @@ class Trainer:
         )
         self.saved = self.step if plan.resume else -1  # the step last.pt holds
         self.t_start = time.perf_counter()
+
+    def frame_stats(self) -> FrameStats:
+        """Empty sums for frames.csv, one per frame the model returns."""
+        return FrameStats(self.m + self.n - self.start, self.device, self.start)
 
     def elapsed(self) -> float:
         """Training seconds of the run, over all its invocations."""
@@ -287,15 +312,16 @@ class Trainer:
         plan, cfg, m, n, f = self.plan, self.cfg, self.m, self.n, self.first
         epoch = self.step // plan.steps_per_epoch + 1
         x = frames_u8.float().div_(255.0)  # (b, m + n, 1, S, S) on [0, 1]
-        target, tvalid = x[:, 1:], valid[:, 1:]  # X_1 .. X_{m+n−1}
+        target, tvalid = x[:, self.start :], valid[:, self.start :]  # X_start .. X_{m+n−1}
         eta = max(0.0, 1.0 - self.step / plan.total_steps) if cfg.scheduled_sampling else 0.0
         b = cfg.batch // self.world
         tp = teacher_mask(cfg.seed, self.step, cfg.batch, n - 1, eta)  # (B, n − 1) global
         tp = tp[self.rank * b : (self.rank + 1) * b].to(self.device)
         self.net.train()
-        with self.autocast:
+        draws = step_rng(cfg.seed, self.step, self.rank, self.device) if self.random else None
+        with self.autocast, draws or contextlib.nullcontext():
             pred = self.net(x[:, :m], n, teacher=x[:, m:], teacher_prob=tp)
-        pred = pred.float()  # (b, m + n − 1, 1, S, S)
+        pred = pred.float()  # (b, m + n − start, 1, S, S)
         loss = self.loss_fn(pred[:, f:], target[:, f:], tvalid[:, f:])
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -346,7 +372,7 @@ class Trainer:
         """The epoch's training rows of frames.csv; the sums start again."""
         distributed.reduce(self.stats.t, self.world)
         self.log_frames(self.stats.rows(epoch, self.step, "train", self.focal))
-        self.stats = FrameStats(self.m + self.n - 1, self.device)
+        self.stats = self.frame_stats()
 
     def validate(self) -> None:
         """Validate the current weights; keep them as best.pt if the rule prefers them."""

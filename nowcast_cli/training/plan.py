@@ -24,7 +24,16 @@ from nowcast_cli.errors import ConfigError, DataError, RunError
 from nowcast_cli.samples import Splits, make_splits, window_blocks
 from nowcast_cli.store import Location, Store, resolve_store, resolved
 
-__all__ = ["Plan", "RunResult", "atomic_text", "check_device", "clean", "make_plan", "write_config"]
+__all__ = [
+    "Plan",
+    "RunResult",
+    "atomic_text",
+    "check_device",
+    "clean",
+    "make_plan",
+    "model_options",
+    "write_config",
+]
 
 
 @dataclass
@@ -102,6 +111,16 @@ def check_device(cfg: TrainConfig) -> str:
     return device
 
 
+def model_options(cfg: TrainConfig) -> dict[str, Any]:
+    """The `create_model` options of a run: its frames, and the sizes given (None: default)."""
+    sizes = {"layers": cfg.layers, "hidden": cfg.hidden, "kernel": cfg.kernel}
+    return {
+        "size": cfg.data.size,
+        "in_frames": cfg.data.in_frames,  # sizes SimVP, bounds RainNet; the others ignore it
+        **{k: v for k, v in sizes.items() if v is not None},
+    }
+
+
 def make_plan(cfg: TrainConfig) -> Plan:
     """Check the options against the store, split it, make (or find) the run folder.
 
@@ -112,7 +131,7 @@ def make_plan(cfg: TrainConfig) -> Plan:
         windows, a run folder that is already a run (or, to resume, is not one).
     """
     from nowcast_cli.losses import LOSSES
-    from nowcast_cli.models import MODELS
+    from nowcast_cli.models import MODELS, model_config
 
     if cfg.model is None:
         raise ConfigError(f"no model: choose one with --model ({', '.join(MODELS.names())})")
@@ -120,6 +139,7 @@ def make_plan(cfg: TrainConfig) -> Plan:
         raise ConfigError(f"no loss: choose one with --loss ({', '.join(LOSSES.names())})")
     MODELS.get(cfg.model)  # unknown names: the valid ones and the closest
     LOSSES.get(cfg.loss)
+    model_config(cfg.model, **model_options(cfg))  # a bad size fails before the run folder
     model_name, loss_name = cfg.model.lower(), cfg.loss.lower()
     if cfg.run:
         runs.check_local(cfg.run)

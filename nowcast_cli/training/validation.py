@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from nowcast_cli.models import first_output
 from nowcast_cli.samples import WindowDataset
 from nowcast_cli.training.distributed import reduce
 from nowcast_cli.training.logs import FrameStats
@@ -89,7 +90,8 @@ def validate(
 
     cfg, data = plan.cfg, plan.cfg.data
     m, n = data.in_frames, data.out_frames
-    first = 0 if cfg.loss_frames == "all" else m - 1
+    start = first_output(model, m)  # the outputs predict X_start .. X_{m+n−1}
+    first = 0 if cfg.loss_frames == "all" else m - start
     split = plan.splits.valid
     mine = np.arange(rank, len(split), world)  # this process's share
     dataset = WindowDataset(plan.store, data.size, split.subset(mine))
@@ -98,7 +100,7 @@ def validate(
         dataset, batch_size=cfg.batch, shuffle=False, generator=torch.Generator()
     )
     focal = bool(getattr(loss_fn, "focal", False))
-    stats = FrameStats(m + n - 1, device)
+    stats = FrameStats(m + n - start, device, start)
     sums = torch.zeros(5, dtype=torch.float64, device=device)  # loss, plain, b_mse, b_mae, count
     events = torch.as_tensor(event_pixels(list(CSI_THRESHOLDS), *plan.zr), device=device)
     counts = torch.zeros(3, len(CSI_THRESHOLDS), dtype=torch.float64, device=device)
@@ -107,13 +109,13 @@ def validate(
     for frames_u8, valid in loader:
         frames_u8, valid = frames_u8.to(device), valid.to(device)
         x = frames_u8.float().div_(255.0)
-        target, tvalid = x[:, 1:], valid[:, 1:]
+        target, tvalid = x[:, start:], valid[:, start:]
         with autocast:
             pred = model(x[:, :m], n)
         pred = pred.float()
         b = x.shape[0]
         f = slice(first, None)
-        fc = slice(m - 1, None)  # the n forecast frames
+        fc = slice(m - start, None)  # the n forecast frames
         sums[0] += float(loss_fn(pred[:, f], target[:, f], tvalid[:, f])) * b
         sums[1] += float(scores["plain"](pred[:, f], target[:, f], tvalid[:, f])) * b
         sums[2] += float(scores["b_mse"](pred[:, fc], target[:, fc], tvalid[:, fc])) * b

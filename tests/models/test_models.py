@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from nowcast_cli.errors import ConfigError, UnknownNameError
-from nowcast_cli.models import MODELS, create_model, list_models
+from nowcast_cli.models import MODELS, create_model, first_output, list_models
 from nowcast_cli.models import motionrnn as motionrnn_module
 
 NAMES = MODELS.names()
+RECURRENT = [n for n in NAMES if MODELS.get(n).reconstructs]
 SIZE, T_IN, N_OUT, BATCH = 16, 4, 3, 2
 
 
@@ -19,12 +20,20 @@ def small(name: str) -> dict[str, int]:
     """A small configuration of model `name` (persistence has only a frame shape)."""
     if name == "persistence":
         return {"size": SIZE}
+    if name == "simvp":
+        return {"layers": 2, "hidden": 8, "size": SIZE, "in_frames": T_IN}
     return {"layers": 2, "hidden": 8, "size": SIZE}
 
 
 def build(name: str, seed: int = 0, **extra: int) -> torch.nn.Module:
+    """A small model in eval mode (RainNet's dropout would make outputs random)."""
     torch.manual_seed(seed)
-    return create_model(name, **small(name), **extra)
+    return create_model(name, **small(name), **extra).eval()
+
+
+def out_frames(name: str, n: int = N_OUT) -> int:
+    """Frames a model returns for T_IN observed frames and n forecasts."""
+    return T_IN + n - first_output(MODELS.get(name), T_IN)
 
 
 def frames(batch: int = BATCH, t: int = T_IN, seed: int = 1) -> torch.Tensor:
@@ -32,14 +41,19 @@ def frames(batch: int = BATCH, t: int = T_IN, seed: int = 1) -> torch.Tensor:
     return torch.rand(batch, t, 1, SIZE, SIZE, generator=g)
 
 
-def test_registry_holds_the_six_models() -> None:
-    assert NAMES == ["convlstm", "mim", "motionrnn", "persistence", "predrnn", "trajgru"]
+def test_registry_holds_the_eight_models() -> None:
+    assert NAMES == [
+        "convlstm", "mim", "motionrnn", "persistence", "predrnn", "rainnet", "simvp", "trajgru",
+    ]  # fmt: skip
+    assert RECURRENT == ["convlstm", "mim", "motionrnn", "persistence", "predrnn", "trajgru"]
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_output_shape_and_finite(name: str) -> None:
     out = build(name)(frames(), N_OUT)
-    assert out.shape == (BATCH, T_IN + N_OUT - 1, 1, SIZE, SIZE)
+    recurrent = name in RECURRENT
+    assert out.shape == (BATCH, T_IN + N_OUT - 1 if recurrent else N_OUT, 1, SIZE, SIZE)
+    assert out_frames(name) == out.shape[1]
     assert out.dtype == torch.float32
     assert torch.isfinite(out).all()
 
@@ -108,7 +122,7 @@ def test_motionrnn_batch_test_catches_the_authors_flow_reshape(
     assert not torch.allclose(model(x, N_OUT), apart, rtol=1e-6, atol=1e-8)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", RECURRENT)
 def test_teacher_always_equals_rolling_over_true_frames(name: str) -> None:
     """teacher_prob = 1 feeds X_m .. X_{m+n−2}: same as observing them all."""
     model = build(name)
@@ -219,7 +233,7 @@ def test_invalid_config_values(name: str, bad: dict[str, float]) -> None:
 def test_wrong_frame_size_is_a_config_error(name: str) -> None:
     model = build(name)
     with pytest.raises(ConfigError, match="built for"):
-        model(torch.zeros(1, 2, 1, SIZE + 2, SIZE + 2), 1)
+        model(torch.zeros(1, T_IN, 1, SIZE + 2, SIZE + 2), 1)
 
 
 def test_teacher_of_wrong_length_is_rejected() -> None:
@@ -241,6 +255,8 @@ def test_list_models_rows() -> None:
     assert by_name["persistence"]["params"] == 0
     assert by_name["persistence"]["paper_params"] is None
     assert by_name["mim"]["paper_params"] == 3.68e6
+    for name in ("rainnet", "simvp"):  # the authors' code at their defaults: exactly ours
+        assert by_name[name]["paper_params"] == by_name[name]["params"], name
 
 
 @pytest.mark.gpu
@@ -254,7 +270,7 @@ def test_gpu_matches_cpu(name: str) -> None:
     torch.testing.assert_close(gpu, cpu, rtol=1e-3, atol=1e-4)
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if n != "persistence"])
+@pytest.mark.parametrize("name", [n for n in RECURRENT if n != "persistence"])
 @pytest.mark.filterwarnings("ignore::DeprecationWarning:torch.*")
 def test_a_cell_compiles_into_one_graph(name: str) -> None:
     # `--compile` compiles each cell; a graph break per convolution (reading the backend

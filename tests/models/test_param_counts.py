@@ -1,4 +1,4 @@
-"""Parameter counts at the paper's configuration, against the paper's Table II.
+"""Parameter counts at the published configurations: the paper's Table II, the authors' code.
 
 ConvLSTM, TrajGRU and PredRNN use every parameter the authors build: they match Table II to
 ±1% (we merge each pair W_x * x + W_h * h into one convolution, one bias fewer per pair).
@@ -8,6 +8,13 @@ The expected counts below are derived here from the authors' module definitions 
 ``models/mim.py`` and ``models/motionrnn_mim.py``, 3 layers × 64 channels, 3×3 kernels),
 independently of our code: their total reproduces Table II, and their total minus the unused
 modules minus the merged biases must be exactly ours.
+
+RainNet and SimVP: the count of the authors' model, derived here layer by layer from their code
+(``hydrogo/rainnet`` ``rainnet.py``; the CVPR SimVP repository's ``model.py``/``modules.py``
+as its ``exp.py`` builds it from ``main.py``'s defaults), must equal ours exactly. The same
+totals came from the authors' own code: Keras ``count_params()`` on ``rainnet()`` (also in
+``test_rainnet_keras.py``) and ``sum(p.numel())`` over their ``SimVP((10, 1, 64, 64), 64,
+256, 4, 8)`` run from their source.
 """
 
 from __future__ import annotations
@@ -101,6 +108,68 @@ def test_parameter_count_matches_table_ii(name: str) -> None:
     assert abs(n - TABLE_II[name]) <= 0.01 * TABLE_II[name], n
 
 
+def rainnet_authors(window: int = 4, hidden: int = 64, levels: int = 4) -> dict[str, int]:
+    """Every Conv2D of the authors' rainnet() (3×3 'same' with bias, but the 1×1 output)."""
+    w = [hidden * 2**i for i in range(levels + 1)]  # 64, 128, 256, 512, 1024
+    out = {}
+    for i in range(levels + 1):  # conv1f, conv1s … conv5f, conv5s
+        out[f"conv{i + 1}f"] = conv(window if i == 0 else w[i - 1], w[i])
+        out[f"conv{i + 1}s"] = conv(w[i], w[i])
+    for j, i in enumerate(reversed(range(levels))):  # conv6 … conv9 on [up(deeper), skip]
+        out[f"conv{levels + 2 + j}a"] = conv(w[i + 1] + w[i], w[i])
+        out[f"conv{levels + 2 + j}b"] = conv(w[i], w[i])
+    out["conv9_2"] = conv(hidden, 2)  # Conv2D(2, 3, activation='relu')
+    out["outputs"] = conv(2, 1, 1)  # Conv2D(1, 1, activation='linear')
+    return out
+
+
+def simvp_authors(t: int, hid_s: int, hid_t: int, n_s: int, n_t: int, groups: int) -> int:
+    """The authors' SimVP(shape_in=(t, 1, …), hid_S, hid_T, N_S, N_T, groups), module by module."""
+
+    def conv_sc(cin: int, cout: int) -> int:  # Conv2d or ConvTranspose2d 3×3 + GroupNorm(2)
+        return conv(cin, cout) + 2 * cout
+
+    def inception(cin: int, chid: int, cout: int) -> int:
+        g = groups if chid % groups == 0 else 1  # GroupConv2d's fallback
+        branches = sum(chid // g * cout * k * k + cout + 2 * cout for k in (3, 5, 7, 11))
+        return conv(cin, chid, 1) + branches  # conv1, then each branch: conv + GroupNorm(g)
+
+    encoder = conv_sc(1, hid_s) + (n_s - 1) * conv_sc(hid_s, hid_s)
+    decoder = (n_s - 1) * conv_sc(hid_s, hid_s) + conv_sc(2 * hid_s, hid_s) + conv(hid_s, 1, 1)
+    c_in, half = t * hid_s, hid_t // 2
+    mid_enc = inception(c_in, half, hid_t) + (n_t - 1) * inception(hid_t, half, hid_t)
+    mid_dec = (
+        inception(hid_t, half, hid_t)
+        + (n_t - 2) * inception(2 * hid_t, half, hid_t)
+        + inception(2 * hid_t, half, c_in)
+    )
+    return encoder + decoder + mid_enc + mid_dec
+
+
+def test_rainnet_count_equals_the_authors_model() -> None:
+    layers = rainnet_authors()
+    assert len(layers) == 20  # the authors' README: "20 convolutional […] layers"
+    assert sum(layers.values()) == 31_380_613  # README: "almost 31.4 million parameters"
+    model = create_model("rainnet")  # defaults = the authors' configuration
+    assert count_parameters(model) == sum(layers.values()) == model.paper_params
+    # a smaller RainNet for the CPU is the same architecture, scaled
+    small = create_model("rainnet", hidden=8, layers=2, size=16)
+    assert count_parameters(small) == sum(rainnet_authors(hidden=8, levels=2).values())
+
+
+def test_simvp_count_equals_the_model_the_authors_script_builds() -> None:
+    # exp.py: SimVP(tuple(args.in_shape), args.hid_S, args.hid_T, args.N_S, args.N_T) with
+    # main.py's in_shape [10, 1, 64, 64], hid_S 64, hid_T 256, N_S 4, N_T 8; --groups (4) is
+    # never passed, so the model's default of 8 groups holds
+    authors = simvp_authors(10, 64, 256, 4, 8, groups=8)
+    assert authors == 15_778_433
+    assert simvp_authors(10, 64, 256, 4, 8, groups=4) == 30_401_153  # what --groups 4 would be
+    model = create_model("simvp")  # defaults = what the authors' script builds
+    assert count_parameters(model) == authors == model.paper_params
+    small = create_model("simvp", in_frames=6, hidden=16, translator_ratio=2, layers=3, size=32)
+    assert count_parameters(small) == simvp_authors(6, 16, 32, 4, 3, groups=8)
+
+
 def test_persistence_has_no_parameters() -> None:
     assert count_parameters(create_model("persistence")) == 0
 
@@ -110,4 +179,5 @@ def test_list_models_counts_equal_real_instances() -> None:
     assert set(listed) == set(MODELS.names())
     for name, row in listed.items():
         assert row["params"] == count_parameters(create_model(name)), name
-        assert row["paper_params"] == TABLE_II.get(name), name
+        authors = {"rainnet": 31_380_613, "simvp": 15_778_433}
+        assert row["paper_params"] == TABLE_II.get(name, authors.get(name)), name
