@@ -24,7 +24,7 @@ demo: setup
 	$(BIN)/nowcast demo --dir $(DEMO_DIR)
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: setup
 	$(BIN)/ruff check .
