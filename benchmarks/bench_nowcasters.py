@@ -139,7 +139,8 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"Command: `{report['command']}`",
         "",
-        f"Machine: {report['machine']}, torch {report['torch']} ({cfg['threads']} thread(s)), "
+        f"Machine: {report['machine']}, torch {report['torch']} ({cfg['threads']} thread(s); numba "
+        f"{cfg.get('numba_threads', '?')}), "
         f"load average at the end {report['load_end']}.",
         "",
         f"Training: one step = {cfg['in_frames']} observed → {cfg['out_frames']} forecast "
@@ -179,11 +180,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--repeats", type=int, default=5, help="timed training steps per model")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--forecast-repeats", type=int, default=10)
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch and numba threads (default: theirs); ConvLSTM's Winograd kernels run on "
+        "numba's threads, so both are set (as the experiments' NUMBA_NUM_THREADS does)",
+    )
     p.add_argument("--out", type=Path, default=None, help="JSON path; .md beside it")
     args = p.parse_args(argv)
+    import numba
+
     if args.threads:
         torch.set_num_threads(args.threads)
+        numba.set_num_threads(args.threads)
     report: dict[str, Any] = {
         "command": "python benchmarks/bench_nowcasters.py " + " ".join(argv or sys.argv[1:]),
         "machine": f"{platform.platform()}, {os.cpu_count()} CPUs",
@@ -196,6 +206,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "warmup": args.warmup,
             "forecast_repeats": args.forecast_repeats,
             "threads": torch.get_num_threads(),
+            "numba_threads": numba.get_num_threads(),
         },
         "sizes": [measure(int(s), args.models, args) for s in args.sizes.split(",")],
     }
