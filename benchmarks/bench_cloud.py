@@ -14,7 +14,12 @@ local and S3 interleaved, fresh reader each round:
 
 - ``batched``: `WindowDataset.__getitems__`, what the training DataLoader calls: the chunks a
   batch needs are requested together (`FrameReader.prefetch`);
-- ``per window``: ``dataset[i]`` one window at a time (no prefetch), for reference.
+- ``per window``: ``dataset[i]`` one window at a time (no prefetch), for reference;
+- ``loader``: what ``nowcast train`` runs, a DataLoader over the same batches with
+  ``--workers`` spawned worker processes (2, train's default on CUDA), each with its own reader
+  and cache of the same size, and the DataLoader's look-ahead (2 batches per worker in
+  flight): while one batch is used the next ones are fetched. Timed after each worker's first
+  batch (the workers' start-up, once per epoch, is left out).
 
 Figures are medians over rounds and ratios against the local store in the same round.
 """
@@ -81,11 +86,33 @@ def rate(
     return n / (time.perf_counter() - t0)
 
 
+def loader_rate(
+    path: str | Path, split: Any, batches: list[list[int]], cache: int, workers: int
+) -> float:
+    """Samples/s through a DataLoader with `workers` spawned workers, after each worker's
+    first batch (which includes its start-up)."""
+    import torch
+
+    from nowcast_cli.samples import WindowDataset
+
+    ds = WindowDataset(path, 120, split, cache_bytes=cache)
+    dl = torch.utils.data.DataLoader(
+        ds, batch_sampler=batches, num_workers=workers, multiprocessing_context="spawn"
+    )
+    it = iter(dl)
+    for _ in range(max(1, workers)):
+        next(it)  # every worker is up and has delivered its first batch
+    t0 = time.perf_counter()
+    n = sum(len(b[0]) for b in it)
+    return n / (time.perf_counter() - t0)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--days", type=int, default=14)
     ap.add_argument("--batches", type=int, default=60)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--workers", type=int, default=2, help="DataLoader workers of `loader`")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = ap.parse_args(argv)
 
@@ -120,8 +147,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         blocks = window_blocks(split, chunk_t)
         order = batch_order(len(split), 4, 0, 0, blocks=blocks)[: args.batches]
         cache = 2 * (MIX_BLOCKS + 1) * chunk_t * 120 * 120  # frames + valid of 17 chunks
-        res: dict[str, list[float]] = {k: [] for k in ("local", "s3", "local_1", "s3_1")}
+        names = ("local", "s3", "local_1", "s3_1", "local_loader", "s3_loader")
+        res: dict[str, list[float]] = {k: [] for k in names}
         for _ in range(args.rounds):
+            res["local_loader"].append(loader_rate(local, split, order, cache, args.workers))
+            res["s3_loader"].append(loader_rate(url, split, order, cache, args.workers))
             res["local"].append(rate(local, split, order, cache, True))
             res["s3"].append(rate(url, split, order, cache, True))
             res["local_1"].append(rate(local, split, order, cache, False))
@@ -142,6 +172,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "rounds": res,
         "s3_over_local_batched": med["s3"] / med["local"],
         "s3_over_local_per_window": med["s3_1"] / med["local_1"],
+        "workers": args.workers,
+        "s3_over_local_loader": med["s3_loader"] / med["local_loader"],
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "cloud.json").write_text(json.dumps(out, indent=2))
@@ -170,6 +202,9 @@ def markdown(r: dict[str, Any]) -> str:
             f"{m['local']:.0f} | {m['s3']:.0f} | {r['s3_over_local_batched']:.2f} |",
             f"| per window (`dataset[i]`, no prefetch) | {m['local_1']:.0f} | {m['s3_1']:.0f} | "
             f"{r['s3_over_local_per_window']:.2f} |",
+            f"| loader (`nowcast train`'s DataLoader, {r['workers']} workers, look-ahead) | "
+            f"{m['local_loader']:.0f} | {m['s3_loader']:.0f} | "
+            f"{r['s3_over_local_loader']:.2f} |",
             "",
         ]
     )
