@@ -28,6 +28,20 @@ def _run_module():  # type: ignore[no-untyped-def]
     return module
 
 
+@pytest.mark.parametrize("table", ["CPU_MODELS", "PAPER_MODELS", "SMOKE_MODELS"])
+def test_every_study_size_is_a_valid_model(table: str) -> None:
+    """Each model size the study can pass to ``nowcast train`` builds (SimVP's translator, for
+    one, needs N_T ≥ 2), at the frame size and frame counts of its configuration."""
+    from nowcast_cli.models import model_config
+
+    run = _run_module()
+    base = run.PAPER if table == "PAPER_MODELS" else run.CPU
+    sizes = getattr(run, table)
+    assert set(sizes) == set(run.CPU_MODELS)
+    for name, size in sizes.items():
+        model_config(name, **size, in_frames=base["in-frames"])
+
+
 def test_folds_rotate_the_test_days_with_training_on_both_sides() -> None:
     run = _run_module()
     days = [dt.date(2018, 5, 10) + dt.timedelta(days=i) for i in range(11)]

@@ -29,8 +29,10 @@ tables, which only the work folder holds), and report.py writes RESULTS.md from 
 CPU configuration (this machine, 2 cores): the 32×32 training copy (6 km cells) of 10–20 May
 2018, 10 observed and 10 forecast frames (50-minute nowcasts), batch 4, AdamHD at lr 5e-4 (the
 paper's), 2 epochs of the windows every 10 minutes (~500 steps), validation every 50 steps on
-64 windows, ConvLSTM 3 × 16 and PredRNN 3 × 8, 8 seeds, 3 folds. ``--paper``: the 120×120 copy,
-3 × 64, 30 epochs of non-overlapping windows, validation every epoch on every window, on CUDA.
+64 windows, ConvLSTM 3 × 16, PredRNN 3 × 8 and SimVP (N_T = 4, hid_S = 16; it forecasts the
+10 frames at once, so its focal weights are over those 10), 8 seeds, 3 folds. ``--paper``: the
+120×120 copy, 3 × 64 (SimVP at its authors' defaults), 30 epochs of non-overlapping windows,
+validation every epoch on every window, on CUDA.
 """
 
 from __future__ import annotations
@@ -75,10 +77,23 @@ CPU = {
     "size": 32, "in-frames": 10, "out-frames": 10, "batch": 4, "stride": 2, "epochs": 2,
     "valid-every": 50, "valid-samples": 64, "device": "cpu",
 }  # fmt: skip
-CPU_MODELS = {"convlstm": {"layers": 3, "hidden": 16}, "predrnn": {"layers": 3, "hidden": 8}}
+#: the CPU sizes; SimVP as in experiments/beat_extrapolation (N_T = 4, hid_S = 16, hid_T = 64)
+CPU_MODELS = {
+    "convlstm": {"layers": 3, "hidden": 16},
+    "predrnn": {"layers": 3, "hidden": 8},
+    "simvp": {"layers": 4, "hidden": 16},
+}
 PAPER = {"size": 120, "in-frames": 10, "out-frames": 10, "batch": 4, "epochs": 30,
          "device": "cuda"}  # fmt: skip
-PAPER_MODELS = {"convlstm": {"layers": 3, "hidden": 64}, "predrnn": {"layers": 3, "hidden": 64}}
+#: the paper's sizes; SimVP at its authors' main.py defaults (N_T = 8, hid_S = 64, hid_T = 256)
+PAPER_MODELS = {
+    "convlstm": {"layers": 3, "hidden": 64},
+    "predrnn": {"layers": 3, "hidden": 64},
+    "simvp": {"layers": 8, "hidden": 64},
+}
+#: the smallest sizes each model accepts, for --smoke (SimVP's translator needs N_T ≥ 2)
+SMOKE_MODELS = {"convlstm": {"layers": 1, "hidden": 4}, "predrnn": {"layers": 1, "hidden": 4},
+                "simvp": {"layers": 2, "hidden": 4}}  # fmt: skip
 
 
 # -- folds ---------------------------------------------------------------------------------------
@@ -586,7 +601,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--store", type=Path, default=None, help="an ingested store to study "
                    "instead of the bundled data")  # fmt: skip
     p.add_argument("--paper", action="store_true", help="the paper's configuration (CUDA)")
-    p.add_argument("--models", default="convlstm,predrnn")
+    p.add_argument("--models", default="convlstm,predrnn,simvp")
     p.add_argument("--seeds", type=int, default=len(SEEDS), help="seeds per arm (≤ 8)")
     p.add_argument("--folds", type=int, default=3, help="folds to run (of 3)")
     p.add_argument("--jobs", type=int, default=2, help="runs trained at once")
@@ -621,7 +636,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"Error: --models: no configuration for {', '.join(unknown)} "
                          f"(have {', '.join(model_sizes)})")  # fmt: skip
     if args.smoke:  # on --paper the paper's model on CUDA, else a tiny one
-        small = {m: ({} if args.paper else {"layers": 1, "hidden": 4}) for m in models}
+        small = {m: ({} if args.paper else SMOKE_MODELS[m]) for m in models}
         model_sizes = {m: {**model_sizes[m], **small[m]} for m in models}
         # windows every hour instead of every 10 minutes: fewer to forecast and verify
         config = {**config, "max-steps": 5, "valid-every": 5, "valid-samples": 4, "stride": 12}
