@@ -596,8 +596,9 @@ def write_report(csv_path: Path, out_dir: Path = HERE) -> None:
         "",
         "- **Arms**: `mse+mae` (B-MSE + B-MAE, the paper's baseline; *plain*) against "
         "`ff-mse+mae` (its focal-frame form, k = 2, ε = 0.01; *FF*), both over all output "
-        "frames. The two arms of a seed share the initial weights, the data order and the "
-        "scheduled-sampling draws; they differ in the loss only.",
+        "frames (the recurrent models' 19: 9 reconstructions and 10 forecasts; SimVP's 10 "
+        "forecasts, made at once). The two arms of a seed share the initial weights, the data "
+        "order and the scheduled-sampling draws; they differ in the loss only.",
         "- **Models**: "
         + "; ".join(
             f"{MODEL_NAME.get(m, m)} `{_design_value(d, model=m, score='options')}`"
