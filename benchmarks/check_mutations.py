@@ -1,0 +1,184 @@
+"""Tests that can fail: break the code each guarding test protects, on purpose, and check that
+the test fails (issue 25, item 4, and the other guards of that issue).
+
+    python benchmarks/check_mutations.py                       # every mutation
+    python benchmarks/check_mutations.py --only stars,ssim     # some of them
+    python benchmarks/check_mutations.py --out benchmarks/results
+
+Each mutation is a one-line change of the committed code (`git archive HEAD`, copied to a
+temporary folder, so the working tree is never touched), undone after its test: the test that
+guards it must pass on the unmutated copy and fail on the mutated one. The tests run from the
+copy's root with ``python -m pytest``, so ``nowcast_cli`` is imported from the copy (checked
+before every run). Writes ``mutations.md`` and
+``mutations.json``; exits 1 when a guard passes on its mutant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import platform
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    what: str  # the bug the mutation plants
+    file: str
+    old: str
+    new: str
+    test: str  # the guarding test's pytest id
+
+
+MUTATIONS = [
+    Mutation(
+        "stars",
+        "the significance star of `verify --compare` also marks intervals that contain 0",
+        "nowcast_cli/_display.py",
+        'star = " *" if (lo > 0 or hi < 0) else ""',
+        'star = " *" if (lo > 0 or hi > 0) else ""',
+        "tests/test_verify.py::test_compare_paired_differences",
+    ),
+    Mutation(
+        "continuous-bootstrap",
+        "MSE/MAE/SSIM intervals resample the sums but not the frame counts",
+        "nowcast_cli/verify.py",
+        "continuous.means(boot.resample(s, weights), boot.resample(f, weights))",
+        "continuous.means(boot.resample(s, weights), f.sum(axis=0))",
+        "tests/metrics/test_bootstrap.py::test_continuous_intervals_equal_a_direct_resampling_loop",
+    ),
+    Mutation(
+        "threshold",
+        '"rain ≥ τ" becomes "> τ" at a threshold equal to a code\'s own rate',
+        "nowcast_cli/encoding.py",
+        'return np.searchsorted(rates, t, side="left").astype(np.int64) + 1',
+        'return np.searchsorted(rates, t, side="right").astype(np.int64) + 1',
+        "tests/test_encoding.py::test_threshold_at_a_codes_own_rate_counts_that_code",
+    ),
+    Mutation(
+        "ssim",
+        "SSIM's K1 off by 1% (the old 1e-4 tolerance let such changes through)",
+        "nowcast_cli/metrics/continuous.py",
+        "SSIM_K1, SSIM_K2 = 0.01, 0.03",
+        "SSIM_K1, SSIM_K2 = 0.0101, 0.03",
+        "tests/metrics/test_continuous.py::test_ssim_of_fine_forecasts_equals_scikit_image_on_the_float_output",
+    ),
+    Mutation(
+        "unobserved",
+        "a batch whose issue times have no observed frame is scored anyway (the crash of the issue)",
+        "nowcast_cli/verify.py",
+        "if accs[0].contingency is not None and len(batch.obs_ids):",
+        "if accs[0].contingency is not None:",
+        "tests/test_verify.py::test_unobserved_leads_are_skipped_counted_and_reported",
+    ),
+    Mutation(
+        "dwd-rejects-all",
+        "the RADOLAN reader rejects every file (the fuzz test alone would still pass)",
+        "nowcast_cli/io/dwd.py",
+        "return decode(self._bytes(item), item.name)",
+        'raise _bad(item.name, "mutant")',
+        "tests/io/test_dwd_fuzz.py::test_seeds_decode",
+    ),
+    Mutation(
+        "fmi-rejects-all",
+        "the FMI reader rejects every file",
+        "nowcast_cli/io/fmi.py",
+        "            raw = item.path.read_bytes()",
+        "            raw = item.path.read_bytes()[:10]",
+        "tests/io/test_fuzz_sources.py::test_fmi_seeds_decode",
+    ),
+    Mutation(
+        "knmi-rejects-all",
+        "the KNMI reader rejects every file",
+        "nowcast_cli/io/knmi.py",
+        "if raw is None or raw.shape != h.info.grid.shape:",
+        "if True:",
+        "tests/io/test_fuzz_sources.py::test_knmi_seeds_decode",
+    ),
+]
+
+
+def export(dest: Path) -> None:
+    """The committed tree (HEAD) into `dest`."""
+    tar = subprocess.run(["git", "archive", "HEAD"], cwd=REPO, capture_output=True, check=True)
+    with tarfile.open(fileobj=io.BytesIO(tar.stdout)) as t:
+        t.extractall(dest, filter="data")
+
+
+def pytest(root: Path, test: str) -> tuple[int, float, str]:
+    t = time.perf_counter()
+    probe = f"import nowcast_cli, pathlib; assert pathlib.Path(nowcast_cli.__file__).is_relative_to({str(root)!r})"
+    subprocess.run([sys.executable, "-c", probe], cwd=root, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", test],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
+    lines = [ln for ln in out.stdout.splitlines() if ln.strip()]
+    return out.returncode, time.perf_counter() - t, lines[-1] if lines else out.stderr[-200:]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", default="", help="comma-separated mutation names")
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    args = ap.parse_args()
+    chosen = [m for m in MUTATIONS if not args.only or m.name in args.only.split(",")]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "nowcast"  # one copy (numba compiles its kernels there once)
+        export(root)
+        for m in chosen:
+            target = root / m.file
+            text = target.read_text()
+            if text.count(m.old) != 1:
+                raise SystemExit(
+                    f"Error: {m.file}: the line of mutation {m.name!r} is not there once"
+                )
+            clean_rc, _, _ = pytest(root, m.test)
+            target.write_text(text.replace(m.old, m.new))
+            try:
+                rc, seconds, tail = pytest(root, m.test)
+            finally:
+                target.write_text(text)
+            caught = clean_rc == 0 and rc == 1
+            rows.append({**asdict(m), "clean_rc": clean_rc, "mutant_rc": rc,
+                         "mutant_summary": tail, "seconds": round(seconds, 1), "caught": caught})  # fmt: skip
+            print(
+                f"{m.name:22s} clean {clean_rc}  mutant {rc}  {'caught' if caught else 'MISSED'}  {tail}"
+            )
+    args.out.mkdir(parents=True, exist_ok=True)
+    commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO,
+                            capture_output=True, text=True).stdout.strip()  # fmt: skip
+    (args.out / "mutations.json").write_text(json.dumps({"commit": commit, "rows": rows}, indent=1))
+    md = [
+        "# Tests that can fail: deliberate mutations",
+        "",
+        f"`python benchmarks/check_mutations.py` at commit {commit} ({platform.machine()}, "
+        f"Python {platform.python_version()}): each row plants one bug in a copy of the "
+        "committed code and runs the test that guards it; the test must pass on the unmutated "
+        "copy (exit 0) and fail on the mutant (exit 1).",
+        "",
+        "| mutation | the bug planted | file | guarding test | unmutated | mutant | |",
+        "|---|---|---|---|---:|---:|---|",
+    ]
+    for r in rows:
+        md.append(f"| `{r['name']}` | {r['what']} | `{r['file']}` | `{r['test'].split('::')[1]}` "
+                  f"| {r['clean_rc']} | {r['mutant_rc']} | {'caught' if r['caught'] else '**missed**'} |")  # fmt: skip
+    (args.out / "mutations.md").write_text("\n".join(md) + "\n")
+    return 0 if all(r["caught"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
