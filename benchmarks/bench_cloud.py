@@ -188,8 +188,8 @@ def markdown(r: dict[str, Any]) -> str:
         [
             "# Training pipeline from S3 vs a local folder",
             "",
-            f"`{r['command'].strip()}` on 2 shared cores, {r['when']}; S3 = moto's emulator in "
-            "its own process on a local port, through zarr's FsspecStore and s3fs.",
+            f"`{r['command'].strip()}` on {os.cpu_count()} cores, {r['when']}; S3 = moto's "
+            "emulator in its own process on a local port, through zarr's FsspecStore and s3fs.",
             "",
             f"{r['frames']} frames of 120×120 (decoded copy {r['copy_mib']:.0f} MiB), "
             f"{r['windows_read']} windows of 20 frames in the engine's chunk-local order, "

@@ -272,11 +272,11 @@ def write(r: dict[str, Any], out: Path) -> None:
     lines = [
         "# End-to-end benchmark (whole commands, as a user times them)",
         "",
-        f"`{r['command'].strip()}` on {r['cpus']} cores shared with other work (load average "
+        f"`{r['command'].strip()}` on {r['cpus']} cores (load average "
         f"{r['load_before']} before, {r['load_after']} after), {r['date']}; "
         f"{r['rounds']} interleaved rounds. Wall seconds are what a user waits; CPU seconds "
-        "(user + system, all threads) are what the work costs, which load from other "
-        "processes hardly changes: their ratio is the steadier figure on a shared machine.",
+        "(user + system, all threads) are what the work costs; under load from other "
+        "processes both grow (the cores share their caches), so compare ratios within one run.",
         "",
         f"Threads: ours with its defaults — {r['kernel_threads']} kernel threads (verify), "
         f"{r['cpus']} ingest workers — and with one; pysteps and wradlib run single-threaded "
