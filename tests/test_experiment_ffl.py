@@ -112,6 +112,12 @@ def test_study_smoke_runs_every_step_resumes_and_reports_from_the_csv(tmp_path: 
         assert heading in results
     for name in ("leads-csi.png", "seeds-csi.png", "fig2-frames.png"):
         assert (out / "figures" / name).stat().st_size > 1000
+    # every run's per-block tables are kept with the results, so later parts can bootstrap them
+    assert sorted(p.name for p in (out / "blocks").iterdir()) == sorted(
+        f"convlstm-f1-{arm}-s{seed}-{rule}.npz"
+        for arm, seed in runs
+        for rule in ("val-bmse+bmae", "last")
+    )
 
     # a rerun trains nothing, even for a run whose folder is gone (its scores are in the CSV)
     shutil.rmtree(work / "runs" / "convlstm-f1-ff-s2022")

@@ -255,6 +255,19 @@ def comparison_table(d: Data, model: str, rule: str, folds: list[str]) -> list[s
     return lines
 
 
+def _bootstrap_coverage(d: Data, model: str, rule: str, seeds: int) -> list[str]:
+    """A line when the bootstrap columns cover fewer seeds than the seed-level interval."""
+    c = cell(d, model, rule, "csi", thresholds(d)[0], d.folds)
+    if c is None or c.n_boot_seeds == seeds:
+        return []
+    return [
+        f"The bootstrap columns cover {c.n_boot_seeds} of these {seeds} seeds: they need every "
+        "run's per-block tables, which were not kept for the runs of the earliest parts; the "
+        "seed-level interval covers them all.",
+        "",
+    ]
+
+
 def thresholds(d: Data) -> list[float]:
     t = d.runs["threshold"].dropna().unique()
     return sorted(float(x) for x in t)
@@ -447,7 +460,7 @@ def figure_seeds(d: Data, path: Path) -> None:
                             capsize=3)  # fmt: skip
             ax.axhline(0, color="grey", lw=0.8)
             ax.set_xticks(range(len(RULES)), ["val-bmse+bmae", "last"], fontsize=8)
-            ax.set_title(f"{MODEL_NAME.get(model, model)}: CSI ≥ {t:g}", fontsize=9)
+            ax.set_title(f"{MODEL_NAME.get(model, model)}: CSI ≥ {t:g} mm/h", fontsize=9)
             ax.grid(alpha=0.3, axis="y")
         axes[i, 0].set_ylabel("FF − plain per seed")
     fig.savefig(path, dpi=90)
@@ -468,17 +481,19 @@ def figure_frames(d: Data, path: Path) -> None:
             ax.plot(line.index, line.to_numpy(), marker="o", ms=3, color=colours[arm],
                     label=f"ΔX_t, {LOSS[arm]}")  # fmt: skip
         w = tr[(tr["arm"] == "ff") & (tr["score"] == "weight_train")]
+        handles, labels = ax.get_legend_handles_labels()
         if len(w):
             twin = ax.twinx()
             line = w.groupby("lead_min")["value"].mean()
-            twin.plot(line.index, line.to_numpy(), "--", color="#8c2d04", label="W_t (ff)")
+            (h,) = twin.plot(line.index, line.to_numpy(), "--", color="#8c2d04")
             twin.set_ylabel("W_t, last epoch (ff)")
+            handles, labels = [*handles, h], [*labels, "W_t, last epoch (ff; right axis)"]
         ax.axvline(0, color="grey", ls=":", lw=0.8)
         ax.set_xlabel("lead time of output frame t (min; ≤ 0: reconstructions)")
         ax.set_ylabel("ΔX_t, mean |error| (pixel/255)")
         ax.set_title(f"{MODEL_NAME.get(model, model)}: end of training, all folds and seeds")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="upper left")
+        ax.legend(handles, labels, fontsize=8, loc="upper left")
     fig.savefig(path, dpi=90)
 
 
@@ -659,6 +674,7 @@ def write_report(csv_path: Path, out_dir: Path = HERE) -> None:
                 "",
                 *comparison_table(d, model, rule, d.folds),
                 "",
+                *_bootstrap_coverage(d, model, rule, len(seeds)),
                 "Per fold (CSI and MSE, FF − plain with the seed-level interval, `*` when it "
                 "excludes 0; how many seeds are worse; the block bootstrap over that fold's "
                 "issue times):",

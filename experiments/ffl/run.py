@@ -24,7 +24,8 @@ already in ``scores.csv`` is skipped even without its folder, so new arms or mod
 later by rerunning this script. At the end of every invocation the finished runs' scores go to
 ``scores.csv`` (tidy: one row per run × selection rule × lead × threshold × score) together with
 each comparison's block- and hierarchical-bootstrap intervals (computed from the runs' per-block
-tables, which only the work folder holds), and report.py writes RESULTS.md from that file alone.
+tables, kept in ``blocks/`` beside scores.csv), and report.py writes RESULTS.md from that file
+alone.
 
 CPU configuration (this machine, 2 cores): the 32×32 training copy (6 km cells) of 10–20 May
 2018, 10 observed and 10 forecast frames (50-minute nowcasts), batch 4, AdamHD at lr 5e-4 (the
@@ -165,6 +166,10 @@ class Run:
     def key(self) -> tuple[str, str, str, str]:
         return (self.model, self.fold.name, self.arm, str(self.seed))
 
+    def blocks(self, results: Path, rule: str) -> Path:
+        """This run's per-block tables under `rule`, kept with the results (committed)."""
+        return results / "blocks" / f"{Path(self.folder).name}-{rule}.npz"
+
 
 def plan(models: list[str], folds: list[Fold], seeds: Iterable[int]) -> list[Run]:
     """Every run, seed by seed (so that a part ends with whole seeds), model by model."""
@@ -178,6 +183,7 @@ class Study:
     config: dict[str, Any]
     models: dict[str, dict[str, Any]]
     threads: int
+    results: Path
     deadline: float = float("inf")
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -232,13 +238,14 @@ class Study:
                              "--test", run.fold.test, "--no-predict", "-q", folder=f)  # fmt: skip
             (f / ".trained").touch()
         for rule in RULES:
-            self.forecast(run.folder, rule, f)
+            self.forecast(run, rule, f)
         (f / ".done").touch()
         print(f"  {run.folder}: {(time.time() - t0) / 60:.1f} min", flush=True)
         return True
 
-    def forecast(self, folder: str, rule: str, run_dir: Path) -> None:
+    def forecast(self, run: Run, rule: str, run_dir: Path) -> None:
         """Forecast the test days with one rule's weights, verify, and keep per-block tables."""
+        folder = run.folder
         out = run_dir if rule == RULES[0] else run_dir / rule
         if not (out / ".predicted").is_file():
             extra = [] if rule == RULES[0] else ["--checkpoint", rule, "--out",
@@ -246,13 +253,14 @@ class Study:
             self.nowcast("predict", "--run", folder, *extra, "-q", folder=run_dir)
             (out / ".predicted").touch()
         self.verify(out, run_dir)
-        blocks = run_dir / f"blocks-{rule}.npz"
+        blocks = run.blocks(self.results, rule)
         if not blocks.is_file():
             import stats
 
             t0, c0 = time.time(), resource.getrusage(resource.RUSAGE_THREAD)
             rb = stats.run_blocks(out / "forecasts.zarr", THRESHOLDS, BLOCK_HOURS)
             _check_blocks(rb, out / "scores.csv")
+            blocks.parent.mkdir(parents=True, exist_ok=True)
             rb.save(blocks)
             c1 = resource.getrusage(resource.RUSAGE_THREAD)
             cpu = c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime
@@ -416,16 +424,15 @@ def bootstrap_rows(study: Study, runs: list[Run], model: str, rule: str,
     """
     import stats
 
-    have = {r.key: r for r in runs if (study.work / r.folder / f"blocks-{rule}.npz").is_file()}
+    have = {r.key: r for r in runs if r.blocks(study.results, rule).is_file()}
     seeds = [s for s in SEEDS
              if all((model, f.name, a, str(s)) in have for f in folds for a in ARMS)]  # fmt: skip
     if len(seeds) < 2:
         return [], len(seeds)
 
     def load(fold: Fold, arm: str, seed: int) -> Any:
-        return stats.RunBlocks.load(
-            study.work / have[(model, fold.name, arm, str(seed))].folder / f"blocks-{rule}.npz"
-        )
+        run = have[(model, fold.name, arm, str(seed))]
+        return stats.RunBlocks.load(run.blocks(study.results, rule))
 
     design = [[(load(f, "ff", s), load(f, "plain", s)) for s in seeds] for f in folds]
     out = []
@@ -546,7 +553,7 @@ def tabulate(study: Study, csv_path: Path, runs: list[Run], folds: list[Fold],
              models: list[str], part: list[dict[str, str]] | None = None) -> None:  # fmt: skip
     """Merge the finished runs into the CSV, and the bootstrap rows that can be recomputed.
 
-    A comparison's bootstrap needs every run's per-block tables (in the work folder): it is
+    A comparison's bootstrap needs every run's per-block tables (the results' ``blocks/``): it is
     recomputed only when those cover the same seeds as the CSV's scores; otherwise the CSV's
     earlier bootstrap rows stay.
     """
@@ -564,7 +571,7 @@ def tabulate(study: Study, csv_path: Path, runs: list[Run], folds: list[Fold],
         for rule in RULES:
             seeds_csv = [s for s in SEEDS if all((model, f.name, a, str(s)) in in_csv
                                                  for f in folds for a in ARMS)]  # fmt: skip
-            boot_rows, n = bootstrap_rows(study, done, model, rule, folds)
+            boot_rows, n = bootstrap_rows(study, runs, model, rule, folds)
             if boot_rows and n == len(seeds_csv):
                 merged = [r for r in merged if _group(r) != ("bootstrap", model, rule)]
                 merged += boot_rows
@@ -641,7 +648,7 @@ def main(argv: list[str] | None = None) -> None:
         # windows every hour instead of every 10 minutes: fewer to forecast and verify
         config = {**config, "max-steps": 5, "valid-every": 5, "valid-samples": 4, "stride": 12}
     store = args.store.resolve() if args.store else Path("nowcast-data/ffl.zarr")
-    study = Study(work, store, config, model_sizes, threads)
+    study = Study(work, store, config, model_sizes, threads, results)
     t0 = time.time()
     load = LoadSampler()
     load.start()
