@@ -1,5 +1,5 @@
 """`python -m nowcast_cli` runs the command-line interface."""
 
-from nowcast_cli.cli import app
+from nowcast_cli.cli import run
 
-app(prog_name="nowcast")
+run()

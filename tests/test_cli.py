@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -137,6 +138,38 @@ def test_python_m_entry_point(tmp_path: Path) -> None:
         check=True,
     )
     assert out.stdout.strip() == f"nowcast {__version__}"
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "stdout", "stderr"),
+    [
+        (["--version"], 0, f"nowcast {__version__}", ""),
+        (["info", "no-such.zarr"], 1, "", "Error: no-such.zarr: no such store"),
+        (["list", "nothing"], 2, "", "No such command 'nothing'"),
+    ],
+)
+def test_the_executable_exits_with_the_commands_code_after_its_exit_handlers(
+    tmp_path: Path, argv: list[str], code: int, stdout: str, stderr: str
+) -> None:
+    """`python -m nowcast_cli` and the `nowcast` script end through `cli.run`, which skips the
+    interpreter's teardown: the exit status, the output and the exit handlers must survive it."""
+    marker = tmp_path / "atexit-ran"
+    script = (
+        "import atexit, os; "
+        "atexit.register(lambda: open(os.environ['MARKER'], 'w').write('ran')); "
+        "from nowcast_cli.cli import run; run()"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, *argv],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "MARKER": str(marker)},
+    )
+    assert out.returncode == code, out.stderr
+    assert out.stdout.strip() == stdout
+    assert stderr in out.stderr
+    assert marker.read_text() == "ran"
 
 
 def test_list_models_json_has_paper_counts() -> None:
