@@ -12,10 +12,12 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+import nowcast_cli
 from nowcast_cli import __version__
 from nowcast_cli.cli import app
 
 runner = CliRunner()
+ROOT = Path(nowcast_cli.__file__).resolve().parents[1]
 
 
 def _command_paths() -> list[list[str]]:
@@ -164,7 +166,8 @@ def test_the_executable_exits_with_the_commands_code_after_its_exit_handlers(
         capture_output=True,
         text=True,
         cwd=tmp_path,
-        env={**os.environ, "MARKER": str(marker)},
+        # the nowcast_cli this test imported (a copy of the tree too, not the installed one)
+        env={**os.environ, "MARKER": str(marker), "PYTHONPATH": str(ROOT)},
     )
     assert out.returncode == code, out.stderr
     assert out.stdout.strip() == stdout
