@@ -129,6 +129,22 @@ MUTATIONS = [
         "generator=None,",
         "tests/test_train.py::test_exact_resume_after_a_cap_and_after_ctrl_c",
     ),
+    Mutation(
+        "exit-handlers",
+        "the quick exit skips the exit handlers (logging, multiprocessing, zarr clean-up)",
+        "nowcast_cli/cli.py",
+        "    atexit._run_exitfuncs()",
+        "    pass",
+        "tests/test_cli.py::test_the_executable_exits_with_the_commands_code_after_its_exit_handlers",
+    ),
+    Mutation(
+        "exit-status",
+        "the quick exit reports success whatever the command's status",
+        "nowcast_cli/cli.py",
+        "    os._exit(code)",
+        "    os._exit(0)",
+        "tests/test_cli.py::test_the_executable_exits_with_the_commands_code_after_its_exit_handlers",
+    ),
 ]
 
 
