@@ -518,7 +518,9 @@ def batch_order(
     of those `mix` chunks are shuffled together. Every window still comes once per epoch and
     every batch mixes windows from up to `mix` distant parts of the archive, but each chunk
     is read and decoded about once per epoch instead of once or twice per window: the loader
-    then keeps pace on archives far larger than its cache (which must hold `mix` chunks).
+    then keeps pace on archives far larger than its cache, which must hold the `mix` chunks and
+    the next chunk of each (windows that start near a chunk's end reach into it): with less,
+    chunks are evicted and read again within their group.
     """
     g = np.random.default_rng([seed, epoch])
     if blocks is None:

@@ -352,3 +352,53 @@ def test_cli_on_real_dwd_sample(in_tmp: Path, ry_dir: Path) -> None:
     assert line.startswith("Error: unknown loss 'ff-mes'. Did you mean 'ff-mse'?")
     line = _error_line(runner.invoke(app, ["train", "--resume", "--lr", "1"]))
     assert "options differ from the run's: lr 1.0 (run: 0.0005)" in line
+
+
+def test_look_ahead_yields_the_source_in_order_while_fetching_the_next_items() -> None:
+    import threading
+
+    from nowcast_cli.training.loop import LookAhead
+
+    produced = [threading.Event() for _ in range(6)]
+
+    def source():  # type: ignore[no-untyped-def]
+        for i in range(6):
+            produced[i].set()
+            yield i
+
+    got = []
+    for item in LookAhead(source(), depth=2):
+        if item + 1 < 6:  # the next item is made while this one is in use
+            assert produced[item + 1].wait(5), f"item {item + 1} was not fetched ahead"
+        got.append(item)
+    assert got == list(range(6))
+
+
+def test_look_ahead_raises_the_sources_error_and_stops_its_thread_on_an_early_exit() -> None:
+    import threading
+
+    from nowcast_cli.training.loop import LookAhead
+
+    def failing():  # type: ignore[no-untyped-def]
+        yield 1
+        raise TrainingError("cannot read chunk 7")
+
+    it = iter(LookAhead(failing()))
+    assert next(it) == 1
+    with pytest.raises(TrainingError, match="chunk 7"):
+        next(it)
+
+    pulled = []
+
+    def endless():  # type: ignore[no-untyped-def]
+        i = 0
+        while True:
+            pulled.append(i)
+            yield i
+            i += 1
+
+    for item in LookAhead(endless(), depth=2):
+        if item == 3:
+            break
+    assert not any(t.name == "nowcast-lookahead" for t in threading.enumerate())
+    assert len(pulled) <= 3 + 2 + 2  # at most `depth` ahead (+ the one being put)

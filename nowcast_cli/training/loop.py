@@ -21,11 +21,13 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import queue
 import signal
 import threading
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import torch
@@ -47,7 +49,61 @@ from nowcast_cli.training.logs import (
 )
 from nowcast_cli.training.plan import Plan, RunResult, model_options
 
-__all__ = ["Trainer", "run_process", "teacher_mask"]
+__all__ = ["LookAhead", "Trainer", "run_process", "teacher_mask"]
+
+T = TypeVar("T")
+
+
+class LookAhead(Generic[T]):
+    """Iterates `source` in a background thread, up to `depth` items ahead of the consumer.
+
+    The items and their order are the source's; an exception raised by the source is
+    raised by the consumer's next step. Leaving the loop early (break, an error, Ctrl-C's
+    stop) stops the thread after the item it is producing.
+    """
+
+    def __init__(self, source: Iterable[T], depth: int = 2) -> None:
+        self.source = source
+        self.depth = max(1, depth)
+
+    def __len__(self) -> int:
+        return len(self.source)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[T]:
+        items: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=self.depth)
+        stop = threading.Event()
+
+        def put(entry: tuple[str, Any]) -> bool:
+            while not stop.is_set():
+                try:
+                    items.put(entry, timeout=0.05)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def produce() -> None:
+            try:
+                for item in self.source:
+                    if not put(("item", item)):
+                        return
+                put(("end", None))
+            except BaseException as exc:  # handed to the consumer, raised there
+                put(("error", exc))
+
+        thread = threading.Thread(target=produce, name="nowcast-lookahead", daemon=True)
+        thread.start()
+        try:
+            while True:
+                kind, value = items.get()
+                if kind == "end":
+                    return
+                if kind == "error":
+                    raise value
+                yield value
+        finally:
+            stop.set()
+            thread.join()
 
 
 def run_process(
@@ -240,17 +296,25 @@ class Trainer:
         """Training seconds of the run, over all its invocations."""
         return self.elapsed0 + time.perf_counter() - self.t_start
 
-    def loader(self) -> torch.utils.data.DataLoader[Any]:
-        """The batches of this process, from the current step to the stop step."""
+    def loader(self) -> torch.utils.data.DataLoader[Any] | LookAhead[Any]:
+        """The batches of this process, from the current step to the stop step.
+
+        From a local store: `cfg.workers` worker processes (default 0 on CPU, 2 on CUDA).
+        From a URL, by default, no worker process but a look-ahead thread (`LookAhead`): each
+        worker process would fetch every chunk its batches touch, so two workers fetch most
+        chunks twice (twice the requests, which object storage bills), while one reader
+        fetches each once and the thread hides the round trips behind the steps.
+        """
         plan, cfg = self.plan, self.cfg
         dataset = WindowDataset(plan.store, cfg.data.size, plan.splits.train)
         cuda = self.device.type == "cuda"
-        workers = cfg.workers if cfg.workers is not None else (2 if cuda else 0)
+        remote = not isinstance(dataset.store_path, Path)
+        workers = cfg.workers if cfg.workers is not None else (2 if cuda and not remote else 0)
         sampler = BatchSampler(
             len(dataset), cfg.batch, cfg.seed, plan.steps_per_epoch, self.step,
             plan.stop_step, self.rank, self.world, plan.blocks,
         )  # fmt: skip
-        return torch.utils.data.DataLoader(
+        loader = torch.utils.data.DataLoader(
             dataset,
             batch_sampler=sampler,
             num_workers=workers,
@@ -261,6 +325,7 @@ class Trainer:
             # generator by one draw per loader, which differs between a run and its resume
             generator=torch.Generator().manual_seed(cfg.seed),
         )
+        return LookAhead(loader) if remote and not workers else loader
 
     def run(self) -> RunResult:
         """Train from the current step to the plan's stop step; the run's result."""
