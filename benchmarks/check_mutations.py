@@ -145,6 +145,22 @@ MUTATIONS = [
         "    os._exit(0)",
         "tests/test_cli.py::test_the_executable_exits_with_the_commands_code_after_its_exit_handlers",
     ),
+    Mutation(
+        "blas-probe",
+        "numba's BLAS probe loads scipy.linalg on the first kernel call of every command",
+        "nowcast_cli/_numba.py",
+        "\n_array_functions_without_blas_probe()\n",
+        "\n",
+        "tests/test_numba_startup.py::test_kernels_load_without_scipy_linalg_and_blas_still_works",
+    ),
+    Mutation(
+        "lookahead",
+        "the look-ahead of a store at a URL fetches nothing ahead (each batch waits for its fetch)",
+        "nowcast_cli/training/loop.py",
+        "        items: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=self.depth)\n",
+        "        yield from self.source\n        return\n",
+        "tests/test_train.py::test_look_ahead_yields_the_source_in_order_while_fetching_the_next_items",
+    ),
 ]
 
 

@@ -14,9 +14,9 @@ were recorded still do.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from nowcast_cli import encoding
+from nowcast_cli._numba import njit
 from nowcast_cli.errors import ConfigError
 from nowcast_cli.grid import Box
 

@@ -7,7 +7,8 @@ that the tests compare it with on every sample file and on fuzzed input.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from nowcast_cli._numba import njit
 
 
 @njit(cache=True, nogil=True)

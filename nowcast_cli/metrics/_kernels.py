@@ -32,7 +32,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
-from numba import njit, prange
+
+from nowcast_cli._numba import njit, prange
 
 
 def threads() -> int:

@@ -31,11 +31,12 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import numba
 import numpy as np
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
+
+from nowcast_cli._numba import numba
 
 __all__ = ["filter_cache", "transform_filter", "winograd_conv3x3"]
 
