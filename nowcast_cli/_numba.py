@@ -8,30 +8,60 @@ imports ``numpy.f2py`` on the way): 0.16 s on one machine and 0.38 s on another,
 kernel call of every command. None of this package's kernels uses BLAS, so the probe is
 answered "no BLAS" here: those two functions then use numba's own loop. BLAS itself is not
 blocked: ``np.dot`` and the other linear-algebra functions look for SciPy when they are
-compiled, and import it then.
+compiled, and import it then. The refusal holds only in the thread that loads numba's array
+functions and only while it does (a finder on ``sys.meta_path``): another thread importing
+SciPy at that moment gets it.
 """
 
 from __future__ import annotations
 
+import importlib.abc
 import sys
+import threading
+from collections.abc import Sequence
+from importlib.machinery import ModuleSpec
+from types import ModuleType
 
 import numba
 from numba import njit, prange
 
 __all__ = ["njit", "numba", "prange"]
 
-_PROBE = "scipy.linalg.cython_blas"
+_LINALG = "scipy.linalg"
+_probing = threading.local()
+
+
+class _SkipLinalg(importlib.abc.MetaPathFinder):
+    """Refuses ``scipy.linalg`` to the thread loading numba's array functions, while it does.
+
+    Other threads import it as usual, even at the same moment. Installed once and never
+    removed (removing a finder while another thread walks ``sys.meta_path`` can make that
+    thread skip the next finder); for every other import it returns None at once.
+    """
+
+    def find_spec(
+        self,
+        fullname: str,
+        path: Sequence[str] | None = None,
+        target: ModuleType | None = None,
+    ) -> ModuleSpec | None:
+        if getattr(_probing, "active", False) and (
+            fullname == _LINALG or fullname.startswith(_LINALG + ".")
+        ):
+            raise ModuleNotFoundError(f"{fullname} skipped for numba's BLAS probe", name=fullname)
+        return None
 
 
 def _array_functions_without_blas_probe() -> None:
-    if "numba.np.arraymath" in sys.modules or _PROBE in sys.modules:
-        return  # already loaded, or SciPy's BLAS already imported: nothing to save
-    sys.modules[_PROBE] = None  # type: ignore[assignment]  # "import" raises ImportError
+    if "numba.np.arraymath" in sys.modules or _LINALG in sys.modules:
+        return  # already loaded, or SciPy's linear algebra already imported: nothing to save
+    if not any(isinstance(f, _SkipLinalg) for f in sys.meta_path):
+        sys.meta_path.insert(0, _SkipLinalg())
+    _probing.active = True
     try:
         import numba.np.arraymath  # noqa: F401
     finally:
-        if _PROBE in sys.modules and sys.modules[_PROBE] is None:
-            del sys.modules[_PROBE]
+        _probing.active = False
 
 
 _array_functions_without_blas_probe()

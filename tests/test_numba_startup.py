@@ -46,3 +46,39 @@ def test_kernels_load_without_scipy_linalg_and_blas_still_works() -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     assert "kernel-loaded-scipy-linalg False" in done.stdout, done.stdout
     assert "dot-loaded-scipy-linalg True" in done.stdout, done.stdout
+
+
+SCOPED = r"""
+import sys, threading
+from nowcast_cli import _numba
+
+_numba._probing.active = True  # as while numba's array functions load, in this thread only
+try:
+    import scipy.linalg
+    print("main-thread-got-linalg")
+except ImportError:
+    print("main-thread-refused")
+got = []
+t = threading.Thread(target=lambda: got.append(__import__("scipy.linalg").linalg.__name__))
+t.start()
+t.join()
+print("other-thread-got", got)
+_numba._probing.active = False
+import scipy.linalg
+print("after-got", scipy.linalg.__name__)
+"""
+
+
+def test_scipy_linalg_is_refused_only_to_the_loading_thread_and_only_meanwhile() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", SCOPED],
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "main-thread-refused" in done.stdout, done.stdout
+    assert "other-thread-got ['scipy.linalg']" in done.stdout, done.stdout
+    assert "after-got scipy.linalg" in done.stdout, done.stdout
