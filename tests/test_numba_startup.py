@@ -8,6 +8,21 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
+
+def _run(script: str) -> str:
+    """Stdout of `script` in a fresh interpreter that imports this tree's nowcast_cli."""
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
 SCRIPT = r"""
 import sys
 import numpy as np
@@ -35,17 +50,9 @@ print("dot-loaded-scipy-linalg", "scipy.linalg" in sys.modules)
 def test_kernels_load_without_scipy_linalg_and_blas_still_works() -> None:
     import scipy  # noqa: F401  (a dev dependency: the probe only costs anything with SciPy)
 
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
-        cwd=ROOT,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "kernel-loaded-scipy-linalg False" in done.stdout, done.stdout
-    assert "dot-loaded-scipy-linalg True" in done.stdout, done.stdout
+    out = _run(SCRIPT)
+    assert "kernel-loaded-scipy-linalg False" in out, out
+    assert "dot-loaded-scipy-linalg True" in out, out
 
 
 SCOPED = r"""
@@ -70,15 +77,7 @@ print("after-got", scipy.linalg.__name__)
 
 
 def test_scipy_linalg_is_refused_only_to_the_loading_thread_and_only_meanwhile() -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", SCOPED],
-        cwd=ROOT,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "main-thread-refused" in done.stdout, done.stdout
-    assert "other-thread-got ['scipy.linalg']" in done.stdout, done.stdout
-    assert "after-got scipy.linalg" in done.stdout, done.stdout
+    out = _run(SCOPED)
+    assert "main-thread-refused" in out, out
+    assert "other-thread-got ['scipy.linalg']" in out, out
+    assert "after-got scipy.linalg" in out, out
