@@ -22,13 +22,20 @@ chunks compress like real radar. At each milestone:
   index (`make_splits`, 10 + 10 frames, 80/10/10 by day) and the training windows' chunks
   (`window_blocks`) — what ``nowcast train`` does before its first step (median of 3);
 - **pipeline**: training windows read through `WindowDataset.__getitems__` in the engine's
-  chunk-local order (`batch_order`, batch 4: the first ``--batches`` batches of epoch 0, or
-  the whole epoch when it has fewer — a week has 18) from a cold reader with a decoded-chunk
-  cache of the 33 chunks the order needs at once (the 16 chunks shuffled together and the
-  next chunk of each, where windows that start near a chunk's end reach; 58 MiB: 1/50 of the
-  year's decoded copy), samples/s (median of 5). Within one epoch every chunk is decoded
-  about once whatever the archive's length; a week's copy (2,016 frames) fits the cache
-  whole, so its later epochs would cost nothing: one epoch is the comparable unit.
+  chunk-local order (`batch_order`, batch 4) from a cold reader with a decoded-chunk cache of
+  the 33 chunks the order needs at once (the 16 chunks shuffled together and the next chunk
+  of each, where windows that start near a chunk's end reach; 58 MiB: 1/50 of the year's
+  decoded copy): the first ``--batches`` batches of epoch 0, or, when an epoch has fewer (a
+  week has 18), whole epochs, each from a new cold reader, until as many are read. A week's
+  later epochs in one reader would cost nothing at all, its copy fitting the cache: the cold
+  epoch is the comparable unit. Beside samples/s, the chunk reads (decodes) per sample: each
+  window reads its chunk once per group, and the next chunk as well when it reaches into it
+  and that chunk is not cached, which happens more often the more chunks there are to
+  shuffle. The pipelines are measured after the last milestone, on the final store
+  (append-only, so a milestone's windows read the chunks they read then), in
+  ``--pipeline-rounds`` rounds that read every milestone's windows once each: samples/s is
+  the median over rounds, the ratio to the first milestone the median of the per-round
+  ratios.
 
 Between milestones the archive is filled with `Store.append`, the writer ingest itself uses,
 from synthesized pixel frames and their 120×120 copies made by ingest's `Coarsener` (decoding
@@ -175,7 +182,8 @@ def store_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def open_and_index(path: Path, size: int = 120) -> dict[str, float]:
+def open_and_index(path: Path, size: int = 120, save: Path | None = None) -> dict[str, float]:
+    """Open + window index (median of 3); `save`: where to keep the training windows."""
     from nowcast_cli.config import DataConfig
     from nowcast_cli.samples import make_splits, window_blocks
     from nowcast_cli.store import Store
@@ -192,6 +200,8 @@ def open_and_index(path: Path, size: int = 120) -> dict[str, float]:
         t2 = time.perf_counter()
         opens.append(t1 - t0)
         index.append(t2 - t1)
+    if save is not None:
+        np.save(save, splits.train.frames)
     return {
         "frames": n,
         "open_s": statistics.median(opens),
@@ -200,35 +210,79 @@ def open_and_index(path: Path, size: int = 120) -> dict[str, float]:
     }
 
 
-def pipeline(path: Path, batches: int) -> dict[str, float]:
-    from nowcast_cli.config import DataConfig
-    from nowcast_cli.samples import (
-        MIX_BLOCKS,
-        WindowDataset,
-        batch_order,
-        make_splits,
-        window_blocks,
-    )
+def pipeline_epoch(path: Path, frames: np.ndarray, batches: int) -> tuple[float, float, int]:
+    """Cold epochs of the training windows `frames` of the store at `path`, in the engine's
+    order: the first `batches` batches of epoch 0, or, when the epoch has fewer, the whole
+    epoch from a new cold reader as many times as it takes to read at least `batches`
+    (samples/s, chunk reads per window read, batches per epoch)."""
+    from nowcast_cli.samples import MIX_BLOCKS, Split, WindowDataset, batch_order, window_blocks
     from nowcast_cli.store import Store
 
-    split = make_splits(DataConfig(size=120), path).train
+    z = np.zeros(len(frames), np.int64)
+    split = Split(frames, z, z)
     with Store.open(path) as st:
         chunk_t = st.time_chunk(120)
-    blocks = window_blocks(split, chunk_t)
-    order = batch_order(len(split), 4, 0, 0, blocks=blocks)[:batches]
+    order = batch_order(len(split), 4, 0, 0, blocks=window_blocks(split, chunk_t))[:batches]
     cache = 2 * (2 * MIX_BLOCKS + 1) * chunk_t * 120 * 120  # frames + valid
-    rates = []
-    for _ in range(5):
+    count, seconds, windows = [0], 0.0, 0
+    while windows < 4 * batches:
         ds = WindowDataset(path, 120, split, cache_bytes=cache)
         ds[order[0][0]]  # open (not timed)
+        reader = ds._reader
+        reader._cache.clear()  # cold: the opening read's chunks count too
+        reader._held = 0
+        real = reader._decode
+
+        def counting(which: int, c: int, real: Any = real) -> Any:
+            count[0] += 1
+            return real(which, c)
+
+        reader._decode = counting
         t0 = time.perf_counter()
         for b in order:
             ds.__getitems__(b)
-        rates.append(4 * len(order) / (time.perf_counter() - t0))
+        seconds += time.perf_counter() - t0
+        windows += 4 * len(order)
+    # a chunk read decodes frames and valid
+    return windows / seconds, count[0] / 2 / windows, len(order)
+
+
+def pipelines(
+    path: Path, days: list[int], folder: Path, batches: int, rounds: int
+) -> dict[str, Any]:
+    """Every milestone's pipeline epoch on the final store, interleaved: `rounds` rounds of one
+    cold epoch per milestone (the store is append-only, so the windows a milestone's split
+    chose read the same chunks now as then), so that the machine's drift hits every
+    milestone alike and each round gives a ratio to the first milestone from the same minute.
+    """
+    from nowcast_cli.samples import MIX_BLOCKS
+    from nowcast_cli.store import Store
+
+    frames = {d: np.load(folder / f"train_windows_{d}.npy") for d in days}
+    rates: dict[int, list[float]] = {d: [] for d in days}
+    reads: dict[int, tuple[float, int]] = {}  # chunk reads per window, batches per epoch
+    for _ in range(rounds):
+        for d in days:
+            rate, *reads[d] = pipeline_epoch(path, frames[d], batches)
+            rates[d].append(rate)
+    with Store.open(path) as st:
+        chunk_t = st.time_chunk(120)
+    first = days[0]
     return {
-        "samples_per_s": statistics.median(rates),
-        "cache_mib": cache / 2**20,
-        "pipeline_batches": len(order),
+        "cache_mib": 2 * (2 * MIX_BLOCKS + 1) * chunk_t * 120 * 120 / 2**20,
+        "rounds": rounds,
+        "rows": {
+            str(d): {
+                "samples_per_s": statistics.median(rates[d]),
+                "samples_per_s_runs": rates[d],
+                "ratio_to_first": statistics.median(
+                    [x / y for x, y in zip(rates[d], rates[first], strict=True)]
+                ),
+                "reads_per_window": reads[d][0],
+                "pipeline_batches": reads[d][1],
+            }
+            for d in days
+        },
     }
 
 
@@ -265,6 +319,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "nowcast-archive")
     ap.add_argument("--milestones", default="7,30,365", help="archive lengths in days")
     ap.add_argument("--batches", type=int, default=150, help="pipeline batches per archive")
+    ap.add_argument(
+        "--pipeline-rounds", type=int, default=11, help="interleaved pipeline epochs per archive"
+    )
     ap.add_argument("--ingest-rounds", type=int, default=3, help="ingest runs per archive")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     ap.add_argument(
@@ -311,8 +368,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "ingest_wall_s": [r["wall_s"] for r in reps],
             "ingest_peak_mib": max(r["peak_mib"] for r in reps),
             "store_gib": store_bytes(store) / 2**30,
-            **open_and_index(store),
-            **pipeline(store, args.batches),
+            **open_and_index(store, save=args.dir / f"train_windows_{days}.npy"),
         }
         state[key] = row
         state_file.write_text(json.dumps(state, indent=2))
@@ -320,10 +376,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.year_index and "year_index" not in state:
         state["year_index"] = year_index(args.dir)
         state_file.write_text(json.dumps(state, indent=2))
+    done = sorted(int(k) for k in state if k.isdigit())
+    pipe = pipelines(store, done, args.dir, args.batches, args.pipeline_rounds)
     out = {
         "command": "python benchmarks/bench_archive.py " + " ".join(shown_args(argv)),
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "rows": [state[k] for k in sorted((k for k in state if k.isdigit()), key=int)],
+        "rows": [{**state[str(d)], **pipe["rows"][str(d)]} for d in done],
+        "cache_mib": pipe["cache_mib"],
+        "pipeline_rounds": pipe["rounds"],
         "year_index": state.get("year_index"),
     }
     args.out.mkdir(parents=True, exist_ok=True)
@@ -343,8 +403,8 @@ def markdown(r: dict[str, Any]) -> str:
         "docstring for what each figure covers).",
         "",
         "| archive | frames | ingest frames/s | ingest peak MiB | store GiB | open s "
-        "| window index s | pipeline samples/s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| window index s | pipeline samples/s | chunk reads per sample |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         lines.append(
@@ -352,23 +412,27 @@ def markdown(r: dict[str, Any]) -> str:
             f"({row['ingest_frames_per_s'] / first['ingest_frames_per_s']:.2f}×) "
             f"| {row['ingest_peak_mib']:.0f} | {row['store_gib']:.2f} | {row['open_s']:.3f} "
             f"| {row['index_s']:.3f} | {row['samples_per_s']:.0f} "
-            f"({row['samples_per_s'] / first['samples_per_s']:.2f}×) |"
+            f"({row['ratio_to_first']:.2f}×) "
+            f"| {row['reads_per_window']:.2f} |"
         )
     lines += [
         "",
-        f"Pipeline cache: {first['cache_mib']:.0f} MiB of decoded chunks for every archive. "
-        "Ratios in brackets are against the first row.",
+        f"Pipeline cache: {r['cache_mib']:.0f} MiB of decoded chunks for every archive. "
+        "Ratios in brackets are against the first row: ingest's of the medians, the "
+        "pipeline's the median of the per-round ratios (every archive's epoch is read once "
+        f"per round, {r['pipeline_rounds']} rounds, on the final store).",
         "",
-        "Per archive, each ingest run's frames/s (the table gives their median) and the "
-        "batches the pipeline read:",
+        "Per archive, each ingest run's frames/s and each pipeline run's samples/s (the table "
+        "gives their medians), and the batches the pipeline read:",
         "",
     ]
     for row in rows:
         runs = row.get("ingest_frames_per_s_runs", [row["ingest_frames_per_s"]])
-        batches = row.get("pipeline_batches")
         lines.append(
-            f"- {row['days']} days: ingest {', '.join(f'{x:.0f}' for x in runs)} frames/s"
-            + (f"; pipeline {batches} batches of epoch 0" if batches is not None else "")
+            f"- {row['days']} days: ingest {', '.join(f'{x:.0f}' for x in runs)} frames/s; "
+            f"pipeline {row['pipeline_batches']} batches of epoch 0, "
+            + ", ".join(f"{x:.0f}" for x in row["samples_per_s_runs"])
+            + " samples/s"
         )
     lines.append("")
     y = r.get("year_index")
