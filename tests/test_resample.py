@@ -87,3 +87,25 @@ def test_encode_equals_numpy_searchsorted(seed: int) -> None:
     ref = np.searchsorted(edges, rate, side="right").astype(np.uint8)
     ref[~ok | (rate <= 0)] = 0
     assert np.array_equal(out, ref)
+
+
+def test_a_cell_exactly_half_valid_is_valid_and_one_just_under_half_is_not() -> None:
+    """SPEC §2: a coarse cell is valid when at least half of its area is valid (≥, not >).
+
+    Fine rows of equal area 1/n: the first n/2 valid make exactly half the cell (whatever
+    rounding the float weights add), one row fewer is under half; the 7-row cell's 3 valid
+    rows are 3/7 of it.
+    """
+    for n, rows, expect in (
+        (2, 1, True),
+        (6, 3, True),
+        (10, 5, True),
+        (10, 4, False),
+        (7, 3, False),
+    ):
+        valid = np.zeros((n, n), bool)
+        valid[:rows] = True
+        pix = np.full((n, n), 100, np.uint8)
+        out, ok = Coarsener((n, n), 1, ZR)(pix, valid)
+        assert bool(ok[0, 0]) is expect, (n, rows)
+        assert bool(out[0, 0] == 100) is expect  # a valid cell of equal rates keeps the rate
