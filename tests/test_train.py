@@ -21,6 +21,7 @@ from nowcast_cli.errors import ConfigError, RunError, TrainingError
 from nowcast_cli.samples import make_splits
 from nowcast_cli.store import Store
 from nowcast_cli.train import configure, fit
+from nowcast_cli.training.loop import teacher_mask
 from tests.synthetic_store import make_store, regular_times
 
 runner = CliRunner()
@@ -153,6 +154,36 @@ def test_frames_csv_matches_an_independent_computation(store: Path, tmp_path: Pa
     assert [r["split"] for r in metrics] == ["train"] * 3 + ["valid"]
     assert float(metrics[-1]["b_mse"]) > 0
     assert metrics[-1]["b_mae"]
+
+
+def test_scheduled_sampling_decays_linearly_from_one_to_zero_as_the_authors_code(
+    store: Path, tmp_path: Path
+) -> None:
+    """η starts at 1 and loses 1/(epochs × steps per epoch) after every step (the authors'
+    code, research notes); off, it is 0 at every step."""
+    _run(store, tmp_path / "s")  # 3 epochs × 3 steps
+    got = [
+        (int(r["step"]), float(r["teacher_prob"]))
+        for r in _rows(tmp_path / "s" / "metrics.csv")
+        if r["split"] == "train"
+    ]
+    assert [s for s, _ in got] == list(range(1, 10))
+    np.testing.assert_allclose([eta for _, eta in got], [1 - k / 9 for k in range(9)], atol=1e-9)
+    _run(store, tmp_path / "o", epochs=1, scheduled_sampling=False)
+    rows = _rows(tmp_path / "o" / "metrics.csv")
+    assert [float(r["teacher_prob"]) for r in rows if r["split"] == "train"] == [0.0] * 3
+
+
+def test_teacher_draws_feed_the_true_frame_with_probability_eta() -> None:
+    """1.0 = the true frame; P(1) = η; the draws of a step depend on (seed, step) alone."""
+    assert teacher_mask(0, 5, 4, 9, 1.0).eq(1).all()
+    assert teacher_mask(0, 5, 4, 9, 0.0).eq(0).all()
+    n = 4096 * 9
+    for eta in (0.1, 0.3, 0.8):
+        share = float(teacher_mask(7, 3, 4096, 9, eta).mean())
+        assert abs(share - eta) < 5 * (eta * (1 - eta) / n) ** 0.5, (eta, share)
+    assert torch.equal(teacher_mask(7, 3, 4, 9, 0.5), teacher_mask(7, 3, 4, 9, 0.5))
+    assert not torch.equal(teacher_mask(7, 3, 64, 9, 0.5), teacher_mask(7, 4, 64, 9, 0.5))
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_state(store: Path, tmp_path: Path) -> None:
