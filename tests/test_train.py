@@ -186,6 +186,30 @@ def test_teacher_draws_feed_the_true_frame_with_probability_eta() -> None:
     assert not torch.equal(teacher_mask(7, 3, 64, 9, 0.5), teacher_mask(7, 4, 64, 9, 0.5))
 
 
+def test_each_training_step_rolls_out_with_that_steps_teacher_draws(
+    store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rollout of step s gets the true frames with the draws at η = 1 − s/planned steps."""
+    from nowcast_cli.models import _rollout
+
+    seen: list[object] = []
+    real = _rollout.rollout
+
+    def recording(model, x, n_out, *, teacher=None, teacher_prob=0.0, generator=None):
+        if teacher is not None:
+            seen.append(teacher_prob)
+        return real(
+            model, x, n_out, teacher=teacher, teacher_prob=teacher_prob, generator=generator
+        )
+
+    monkeypatch.setattr(_rollout, "rollout", recording)
+    _run(store, tmp_path / "t", epochs=2, max_steps=3, seed=3)  # planned: 6 steps
+    assert len(seen) == 3
+    for step, prob in enumerate(seen):
+        assert torch.is_tensor(prob), step
+        assert torch.equal(prob.cpu(), teacher_mask(3, step, 4, 2, 1 - step / 6)), step
+
+
 def test_non_finite_loss_stops_and_keeps_the_last_good_state(store: Path, tmp_path: Path) -> None:
     with pytest.raises(TrainingError) as info:
         _run(store, tmp_path / "n", lr=1e30, optimizer="adam", clip_value=0.0)
