@@ -161,6 +161,72 @@ MUTATIONS = [
         "        yield from self.source\n        return\n",
         "tests/test_train.py::test_look_ahead_yields_the_source_in_order_while_fetching_the_next_items",
     ),
+    # the science itself: plausible deviations a review re-implementing it would find
+    Mutation(
+        "ffl-eps",
+        "the focal weight adds ε after the power, (norm)^k + ε, not (norm + ε)^k",
+        "nowcast_cli/losses.py",
+        "w = (norm.clamp(min=0.0) + self.eps) ** self.k",
+        "w = norm.clamp(min=0.0) ** self.k + self.eps",
+        "tests/test_losses.py::test_hand_computed_two_frames",
+    ),
+    Mutation(
+        "ffl-batch-minmax",
+        "min and max of ΔX over the whole batch instead of each sample's frames",
+        "nowcast_cli/losses.py",
+        "lo, hi = dx.amin(1, keepdim=True), dx.amax(1, keepdim=True)",
+        "lo, hi = dx.amin(), dx.amax()",
+        "tests/test_losses.py::test_weights_are_per_sample_over_frames",
+    ),
+    Mutation(
+        "balance-boundary",
+        "a pixel exactly at a B-MSE boundary keeps the lower weight (> instead of ≥)",
+        "nowcast_cli/losses.py",
+        "w = w + (g >= bound.to(g.device)) * (upper - lower)",
+        "w = w + (g > bound.to(g.device)) * (upper - lower)",
+        "tests/test_losses.py::test_balance_weight_at_each_rain_rate_boundary",
+    ),
+    Mutation(
+        "hss-factor",
+        "HSS without the factor 2 of its standard form (the paper's eq. 11 as printed)",
+        "nowcast_cli/metrics/categorical.py",
+        "return _ratio(2.0 * (a * d - c * b), (a + c) * (c + d) + (a + b) * (b + d))",
+        "return _ratio(1.0 * (a * d - c * b), (a + c) * (c + d) + (a + b) * (b + d))",
+        "tests/metrics/test_categorical.py::test_scores_equal_pysteps_on_the_same_counts",
+    ),
+    Mutation(
+        "coarse-half-valid",
+        "a training-copy cell exactly half valid is invalid (> half instead of ≥ half, SPEC §2)",
+        "nowcast_cli/resample.py",
+        "ok = den >= 0.5 - 1e-9",
+        "ok = den > 0.5 + 1e-9",
+        "tests/test_resample.py::test_a_cell_exactly_half_valid_is_valid_and_one_just_under_half_is_not",
+    ),
+    Mutation(
+        "ss-schedule",
+        "scheduled sampling's η lags one step (1 − (s + 1)/T: the first step is not teacher-forced)",
+        "nowcast_cli/training/loop.py",
+        "eta = max(0.0, 1.0 - self.step / plan.total_steps) if cfg.scheduled_sampling else 0.0",
+        "eta = max(0.0, 1.0 - (self.step + 1) / plan.total_steps) if cfg.scheduled_sampling "
+        "else 0.0",
+        "tests/test_train.py::test_scheduled_sampling_decays_linearly_from_one_to_zero_as_the_authors_code",
+    ),
+    Mutation(
+        "ss-draws",
+        "the teacher draws feed the true frame with probability 1 − η",
+        "nowcast_cli/training/loop.py",
+        "return (u < eta).to(torch.float32)",
+        "return (u > eta).to(torch.float32)",
+        "tests/test_train.py::test_teacher_draws_feed_the_true_frame_with_probability_eta",
+    ),
+    Mutation(
+        "ss-unused",
+        "training never feeds true frames: the step's teacher draws are not passed to the rollout",
+        "nowcast_cli/training/loop.py",
+        "pred = self.net(x[:, :m], n, teacher=x[:, m:], teacher_prob=tp)",
+        "pred = self.net(x[:, :m], n, teacher=x[:, m:], teacher_prob=0.0)",
+        "tests/test_train.py::test_each_training_step_rolls_out_with_that_steps_teacher_draws",
+    ),
 ]
 
 
