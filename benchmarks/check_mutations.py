@@ -204,7 +204,7 @@ MUTATIONS = [
     ),
     Mutation(
         "ss-schedule",
-        "scheduled sampling's η lags one step (1 − (s + 1)/T: the first step is not teacher-forced)",
+        "scheduled sampling's η lags a step (1 − (s + 1)/T: the first step is not teacher-forced)",
         "nowcast_cli/training/loop.py",
         "eta = max(0.0, 1.0 - self.step / plan.total_steps) if cfg.scheduled_sampling else 0.0",
         "eta = max(0.0, 1.0 - (self.step + 1) / plan.total_steps) if cfg.scheduled_sampling "
