@@ -385,9 +385,11 @@ def train(
     options["resume"] = resume or None
     from nowcast_cli.store import ensure_copy, resolve_store
     from nowcast_cli.train import configure, fit
+    from nowcast_cli.training.plan import check_names
 
     cfg = configure(options, config)
-    if cfg.model and cfg.loss and os.environ.get("RANK", "0") == "0":
+    check_names(cfg)  # a typo is named before a missing training copy is made
+    if os.environ.get("RANK", "0") == "0":
         # a missing training copy is made once from the store's full grid, with a bar
         with show.Progress(enabled=not (_State.quiet or _State.as_json)) as bar:
             ensure_copy(resolve_store(cfg.data.store), cfg.data.size, progress=bar.update)

@@ -62,7 +62,7 @@ __all__ = [
     "log_cosh",
 ]
 
-LOSSES: Registry[Any] = Registry("loss")
+LOSSES: Registry[Any] = Registry("loss", plural="losses")
 
 #: rain-rate boundaries (mm/h) of the B-MSE/B-MAE weights (HKO-7 benchmark)
 BALANCE_THRESHOLDS: tuple[float, ...] = (2.0, 5.0, 10.0, 30.0)

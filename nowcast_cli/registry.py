@@ -18,10 +18,13 @@ class Registry(Generic[T]):
     ----------
     kind : str
         What the registry holds, in the singular ("source", "model"); used in messages.
+    plural : str, optional
+        Its plural, when not `kind` + "s" ("losses").
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, plural: str | None = None) -> None:
         self.kind = kind
+        self.plural = plural or f"{kind}s"
         self._items: dict[str, T] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
@@ -54,7 +57,7 @@ class Registry(Generic[T]):
         close = difflib.get_close_matches(key, names, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise UnknownNameError(
-            f"unknown {self.kind} {name!r}.{hint} Valid {self.kind}s: {', '.join(names)}"
+            f"unknown {self.kind} {name!r}.{hint} Valid {self.plural}: {', '.join(names)}"
         )
 
     def names(self) -> list[str]:

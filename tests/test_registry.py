@@ -47,3 +47,11 @@ def test_every_reader_describes_itself(name: str) -> None:
     a, b = cls.zr
     assert a > 0
     assert b > 0
+
+
+def test_unknown_loss_lists_the_valid_losses() -> None:
+    from nowcast_cli.losses import LOSSES
+
+    with pytest.raises(UnknownNameError, match=r"Valid losses: ff-logcosh, ") as exc:
+        LOSSES.get("nope")
+    assert "losss" not in str(exc.value)

@@ -405,6 +405,12 @@ def test_cli_on_real_dwd_sample(in_tmp: Path, ry_dir: Path) -> None:
     assert "has 13 frame(s), at most 13 consecutive, and a window needs 14" in line
     line = _error_line(runner.invoke(app, ["train", "--model", "convlstm", "--loss", "ff-mes"]))
     assert line.startswith("Error: unknown loss 'ff-mes'. Did you mean 'ff-mse'?")
+    line = _error_line(runner.invoke(app, ["train", "--model", "convlstn", "--loss", "ff-mse"]))
+    assert line.startswith("Error: unknown model 'convlstn'. Did you mean 'convlstm'?")
+    line = _error_line(runner.invoke(app, ["train", "--model", "convlstn"]))
+    assert line.startswith("Error: unknown model 'convlstn'")  # before "no loss"
+    with Store.open(in_tmp / "nowcast-data" / "dwd.zarr") as st:
+        assert st.sizes == [16]  # the typos were named before a 120² copy was made
     line = _error_line(runner.invoke(app, ["train", "--resume", "--lr", "1"]))
     assert "options differ from the run's: lr 1.0 (run: 0.0005)" in line
 

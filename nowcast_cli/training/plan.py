@@ -121,6 +121,28 @@ def model_options(cfg: TrainConfig) -> dict[str, Any]:
     }
 
 
+def check_names(cfg: TrainConfig) -> tuple[str, str]:
+    """The model and loss names of `cfg` (lower case), checked before anything reads a store.
+
+    Raises
+    ------
+    ConfigError
+        A model or loss missing or unknown (the message lists the valid ones), or a model
+        option its model refuses.
+    """
+    from nowcast_cli.losses import LOSSES
+    from nowcast_cli.models import MODELS, model_config
+
+    if cfg.model is None:
+        raise ConfigError(f"no model: choose one with --model ({', '.join(MODELS.names())})")
+    MODELS.get(cfg.model)  # unknown names: the valid ones and the closest
+    if cfg.loss is None:
+        raise ConfigError(f"no loss: choose one with --loss ({', '.join(LOSSES.names())})")
+    LOSSES.get(cfg.loss)
+    model_config(cfg.model, **model_options(cfg))  # a bad size fails before the run folder
+    return cfg.model.lower(), cfg.loss.lower()
+
+
 def make_plan(cfg: TrainConfig) -> Plan:
     """Check the options against the store, split it, make (or find) the run folder.
 
@@ -130,17 +152,7 @@ def make_plan(cfg: TrainConfig) -> Plan:
         Unknown names, a device that is not here, a store without one batch of training
         windows, a run folder that is already a run (or, to resume, is not one).
     """
-    from nowcast_cli.losses import LOSSES
-    from nowcast_cli.models import MODELS, model_config
-
-    if cfg.model is None:
-        raise ConfigError(f"no model: choose one with --model ({', '.join(MODELS.names())})")
-    if cfg.loss is None:
-        raise ConfigError(f"no loss: choose one with --loss ({', '.join(LOSSES.names())})")
-    MODELS.get(cfg.model)  # unknown names: the valid ones and the closest
-    LOSSES.get(cfg.loss)
-    model_config(cfg.model, **model_options(cfg))  # a bad size fails before the run folder
-    model_name, loss_name = cfg.model.lower(), cfg.loss.lower()
+    model_name, loss_name = check_names(cfg)
     if cfg.run:
         runs.check_local(cfg.run)
     device = check_device(cfg)
