@@ -469,6 +469,12 @@ def show_run(s: dict[str, Any]) -> None:
     t = Table(title=f"nowcast run {s['path']}", show_header=False, title_justify="left")
     t.add_column(style="bold")
     t.add_column()
+    if s.get("baseline"):
+        t.add_row("model", f"{s['model']} (a baseline: forecasts only, no training)")
+        t.add_row("store", str(s["store"]))
+        t.add_row("forecasts", str(s["split"].get("note", "")))
+        console().print(t)
+        return
     t.add_row("model / loss", f"{s['model']} / {s['loss']}")
     t.add_row("store", str(s["store"]))
     t.add_row("steps", f"{s['steps']} of {s['planned_steps']} ({s['epochs']} epochs planned)")

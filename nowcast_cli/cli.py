@@ -842,7 +842,8 @@ def list_runs_cmd(as_json: JsonOpt = False) -> None:
         rows = [
             {
                 **r,
-                "steps": f"{r['steps']}/{r['planned_steps'] or '?'}",
+                "steps": "—" if r["baseline"] else f"{r['steps']}/{r['planned_steps'] or '?'}",
+                "select": r["select"] or "—",
                 "best_score": "—" if r["best_score"] is None else f"{r['best_score']:.6g}",
             }
             for r in rows

@@ -146,9 +146,34 @@ def run_summary(run: Path) -> dict[str, Any]:
         path, model, loss, store, steps (done), planned steps, epochs, the ``--select``
         rule with the score and step of the checkpoint it chose (``best.pt``; the score as
         the rule minimises it, so ``val-csi`` shows −CSI), last training loss, checkpoints
-        present, split summary.
+        present, split summary; ``baseline`` is True for the folder of a baseline's
+        forecasts (`nowcast predict --model persistence`), which has no training: its
+        steps, planned steps and rule are None and its split says what was forecast.
     """
     cfg = read_config(run)
+    if "like_run" in cfg:  # written by predict for a baseline only
+        split = cfg.get("split")
+        like = cfg.get("like_run") or ""
+        note = f"forecasts of the {split} split" + (f", issue times as {like}" if like else "")
+        return {
+            "path": str(run),
+            "name": run.name,
+            "model": cfg.get("model"),
+            "loss": cfg.get("loss"),
+            "store": cfg.get("store"),
+            "baseline": True,
+            "steps": None,
+            "planned_steps": None,
+            "epochs": None,
+            "batch": None,
+            "select": None,
+            "best_score": None,
+            "best_step": None,
+            "last_train_loss": None,
+            "checkpoints": [],
+            "split": {"note": note},
+            "conv": None,
+        }
     select = cfg.get("select", "val-loss")  # runs before --select chose by validation loss
     steps = 0
     last_loss: float | None = None
@@ -178,6 +203,7 @@ def run_summary(run: Path) -> dict[str, Any]:
         "model": cfg.get("model"),
         "loss": cfg.get("loss"),
         "store": cfg.get("store"),
+        "baseline": False,
         "steps": steps,
         "planned_steps": info.get("planned_steps"),
         "epochs": cfg.get("epochs"),

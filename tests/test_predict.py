@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -229,6 +230,19 @@ def test_cli_happy_path_and_one_line_errors(project: tuple[Path, Path]) -> None:
     ok = runner.invoke(app, ["predict", "--model", "persistence", "--run", str(run), "--json"])
     assert ok.exit_code == 0, ok.output
     assert '"model": "persistence"' in ok.stdout
+    # the baseline's folder is a run to `info` and `list runs`: forecasts, no training
+    folder = json.loads(ok.stdout)["run"]
+    shown = runner.invoke(app, ["info", folder])
+    assert shown.exit_code == 0, shown.output
+    assert "a baseline: forecasts only" in shown.output
+    summary = json.loads(runner.invoke(app, ["info", folder, "--json"]).stdout)
+    assert (summary["baseline"], summary["steps"], summary["select"]) == (True, None, None)
+    assert summary["split"]["note"] == f"forecasts of the test split, issue times as {run}"
+    listed = json.loads(runner.invoke(app, ["list", "runs", "--json"]).stdout)
+    assert [r["baseline"] for r in listed if r["model"] == "persistence"] == [True]
+    assert all(not r["baseline"] for r in listed if r["model"] != "persistence")
+    table = runner.invoke(app, ["list", "runs"])
+    assert table.exit_code == 0, table.output
     bad = runner.invoke(app, ["predict", "--model", "persistence", "--split", "nope"])
     assert bad.exit_code == 1
     assert bad.output.strip().splitlines() == [
