@@ -293,6 +293,8 @@ def show_demo(r: Any) -> None:
         "does).",
         markup=False,
     )
+    for caution in c.get("cautions", []):
+        con.print(f"Note: {caution}.", markup=False)
     for note in r.skipped:
         con.print(f"skipped {note}", markup=False)
     con.print(f"files written under {r.directory} ({r.seconds:.0f} s):", markup=False)
@@ -421,6 +423,8 @@ def show_comparison(c: Any, per_lead: bool) -> None:
     )
     if c.unobserved is not None and c.unobserved.missing:
         con.print(c.unobserved.describe(), markup=False, highlight=False)
+    for caution in c.cautions:
+        con.print(f"Note: {caution}.", markup=False, highlight=False)
 
     def cell(m: str, *index: int) -> str:
         d = c.diff[m][index] if index else c.diff[m]

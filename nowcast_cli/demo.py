@@ -297,7 +297,13 @@ def _score_row(label: str, result: Any) -> dict[str, Any]:
 
 
 def _comparison(c: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {"a": c.a, "b": c.b, "shared": c.shared, "blocks": c.blocks}
+    out: dict[str, Any] = {
+        "a": c.a,
+        "b": c.b,
+        "shared": c.shared,
+        "blocks": c.blocks,
+        "cautions": c.cautions,
+    }
     for metric in ("csi", "hss"):
         lo, hi = c.diff_interval[metric]
         for k, thr in enumerate(c.thresholds):

@@ -58,6 +58,8 @@ GROUPS = ("categorical", "continuous")
 #: bytes of forecasts read per step (several chunks, to amortise the observations they share)
 BATCH_BYTES = 64 << 20
 DEFAULT_COMPARE_BOOTSTRAP = 1000
+#: below this many blocks of issue times, `verify --compare` says its intervals are rough
+FEW_BLOCKS = 10
 
 
 def parse_thresholds(text: str | list[float] | tuple[float, ...]) -> tuple[float, ...]:
@@ -320,10 +322,35 @@ class Comparison:
     lead_a_interval: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     lead_b_interval: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
+    @property
+    def cautions(self) -> list[str]:
+        """What the intervals do not cover, in words a report can quote.
+
+        One run per side: they cover which days were forecast, not the training's
+        randomness, so they cannot say that one loss or model beats another. Fewer than
+        `FEW_BLOCKS` blocks: the bootstrap has only C(2n − 1, n) distinct resamples of n
+        blocks (10 of 3), so its percentiles are coarse.
+        """
+        out = []
+        if self.pairs == 1:
+            out.append(
+                "one run on each side: the intervals cover which days were forecast, not "
+                "training randomness; to compare losses or models, give several runs per side "
+                "paired by seed (--compare A1,A2,A3 B1,B2,B3)"
+            )
+        if self.blocks < FEW_BLOCKS:
+            distinct = math.comb(2 * self.blocks - 1, self.blocks)
+            out.append(
+                f"only {self.blocks} blocks of issue times: they allow just {distinct} "
+                "distinct resamples, so the intervals are rough (verify more days)"
+            )
+        return out
+
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready summary; undefined values are null."""
         return {
             "pairs": self.pairs,
+            "cautions": self.cautions,
             "per_pair": [
                 {
                     "a": p["a"],

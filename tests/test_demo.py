@@ -40,6 +40,8 @@ def test_quick_demo_writes_every_stage(tmp_path: Path) -> None:
     assert {row["run"] for row in r["scores"]} == set(r["runs"])
     low, high = r["comparison"]["csi@0.5"][1:]
     assert low <= r["comparison"]["csi@0.5"][0] <= high
+    # one run per loss: the comparison says its intervals do not cover training randomness
+    assert r["comparison"]["cautions"][0].startswith("one run on each side")
 
 
 def test_demo_refuses_a_used_directory(tmp_path: Path) -> None:

@@ -459,11 +459,21 @@ def test_compare_pools_pairs_of_runs_and_resamples_seeds_and_days(in_tmp: Path) 
     # each pair's own difference is its two runs' difference
     one = verify.compare("a1", "b1", thresholds=(0.5,), bootstrap=10)
     assert c.per_pair[1]["diff"]["csi"][0] == pytest.approx(one.diff["csi"][0])
+    # what the intervals do not cover is said: one run per side (training randomness), and
+    # 4 days, which allow only C(7, 4) = 35 distinct resamples
+    assert len(c.cautions) == 1
+    assert c.cautions[0].startswith("only 4 blocks of issue times: they allow just 35 distinct")
+    assert len(one.cautions) == 2
+    assert one.cautions[0].startswith("one run on each side")
     with pytest.raises(ConfigError, match="pairs runs by position"):
         verify.compare(a, b[:2], bootstrap=10)
     out = runner.invoke(app, ["verify", "--compare", ",".join(a), ",".join(b), "--json"])
     assert out.exit_code == 0, out.output
     assert json.loads(out.stdout)["pairs"] == 3
+    assert json.loads(out.stdout)["cautions"] == c.cautions
+    shown = runner.invoke(app, ["verify", "--compare", "a1", "b1"], env={"COLUMNS": "300"})
+    assert f"Note: {one.cautions[0]}." in shown.stdout
+    assert f"Note: {one.cautions[1]}." in shown.stdout
 
 
 def test_fine_forecasts_are_scored_as_the_model_output_them(in_tmp: Path) -> None:
