@@ -28,6 +28,7 @@ from nowcast_cli.errors import RunError
 __all__ = [
     "DEFAULT_DIR",
     "best_checkpoint",
+    "is_baseline",
     "list_runs",
     "new_run_dir",
     "resolve_run",
@@ -81,13 +82,28 @@ def list_runs(root: Path | None = None) -> list[Path]:
     return sorted(runs, key=lambda p: ((p / "config.toml").stat().st_mtime, p.name))
 
 
+def is_baseline(path: Path) -> bool:
+    """Whether run folder `path` holds a baseline's forecasts, not a training run.
+
+    `nowcast predict --model persistence` (or extrapolation) writes such a folder, whose
+    config.toml alone has ``like_run``.
+    """
+    try:
+        return "like_run" in read_config(path)
+    except RunError:
+        return False
+
+
 def resolve_run(path: str | Path | None, what: str = "run") -> Path:
-    """The run a command should use: the given folder, else the latest in ./runs.
+    """The training run a command should use: the given folder, else the latest in ./runs.
+
+    A baseline's folder (`is_baseline`) is never one: given, it is refused; by default,
+    the latest run that trained is taken.
 
     Raises
     ------
     RunError
-        If the given folder is not a run, or none exists.
+        If the given folder is not a training run, or none exists.
     """
     if path is not None:
         check_local(path)
@@ -96,14 +112,22 @@ def resolve_run(path: str | Path | None, what: str = "run") -> Path:
             raise RunError(f"{p}: no such run folder")
         if not is_run(p):
             raise RunError(f"{p}: not a run folder (no config.toml)")
+        if is_baseline(p):
+            model = read_config(p).get("model", "a baseline")
+            raise RunError(
+                f"{p}: holds {model} forecasts (a baseline), not a trained model; the {what} "
+                "must be one made by `nowcast train`"
+            )
         return p
-    runs = list_runs()
-    if not runs:
+    found = list_runs()
+    trained = [r for r in found if not is_baseline(r)]
+    if not trained:
+        only = f" (only baselines' forecasts: {len(found)})" if found else ""
         raise RunError(
-            f"no {what} given and none in ./{DEFAULT_DIR}; "
+            f"no {what} given and none in ./{DEFAULT_DIR}{only}; "
             "train one first: nowcast train --model NAME --loss NAME"
         )
-    return runs[-1]
+    return trained[-1]
 
 
 def check_local(path: str | Path) -> None:
@@ -151,7 +175,7 @@ def run_summary(run: Path) -> dict[str, Any]:
         steps, planned steps and rule are None and its split says what was forecast.
     """
     cfg = read_config(run)
-    if "like_run" in cfg:  # written by predict for a baseline only
+    if "like_run" in cfg:  # a baseline's folder (`is_baseline`)
         split = cfg.get("split")
         like = cfg.get("like_run") or ""
         note = f"forecasts of the {split} split" + (f", issue times as {like}" if like else "")

@@ -12,6 +12,7 @@ import torch
 from typer.testing import CliRunner
 
 from nowcast_cli import predict as predict_module
+from nowcast_cli import runs
 from nowcast_cli.checkpoint import load_checkpoint
 from nowcast_cli.cli import app
 from nowcast_cli.config import DataConfig
@@ -243,6 +244,13 @@ def test_cli_happy_path_and_one_line_errors(project: tuple[Path, Path]) -> None:
     assert all(not r["baseline"] for r in listed if r["model"] != "persistence")
     table = runner.invoke(app, ["list", "runs"])
     assert table.exit_code == 0, table.output
+    # ... and never a run to forecast with or resume: by default the newest trained run is
+    # taken, though the baseline's folder is newer; given, it is refused in one line
+    assert runs.resolve_run(None) == run
+    for args in (["predict", "--run", folder], ["train", "--resume", "--run", folder]):
+        refused = runner.invoke(app, args)
+        assert refused.exit_code == 1
+        assert refused.output.startswith(f"Error: {folder}: holds persistence forecasts (a ")
     bad = runner.invoke(app, ["predict", "--model", "persistence", "--split", "nope"])
     assert bad.exit_code == 1
     assert bad.output.strip().splitlines() == [
