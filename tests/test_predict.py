@@ -240,8 +240,9 @@ def test_cli_happy_path_and_one_line_errors(project: tuple[Path, Path]) -> None:
     assert (summary["baseline"], summary["steps"], summary["select"]) == (True, None, None)
     assert summary["split"]["note"] == f"forecasts of the test split, issue times as {run}"
     listed = json.loads(runner.invoke(app, ["list", "runs", "--json"]).stdout)
-    assert [r["baseline"] for r in listed if r["model"] == "persistence"] == [True]
-    assert all(not r["baseline"] for r in listed if r["model"] != "persistence")
+    mine = [r for r in listed if Path(r["path"]).resolve() == Path(folder).resolve()]
+    assert [r["baseline"] for r in mine] == [True]
+    assert [r["baseline"] for r in listed if r["model"] == "convlstm"] == [False]
     table = runner.invoke(app, ["list", "runs"])
     assert table.exit_code == 0, table.output
     # ... and never a run to forecast with or resume: by default the newest trained run is
