@@ -175,28 +175,25 @@ def run_summary(run: Path) -> dict[str, Any]:
         steps, planned steps and rule are None and its split says what was forecast.
     """
     cfg = read_config(run)
+    head = {
+        "path": str(run),
+        "name": run.name,
+        "model": cfg.get("model"),
+        "loss": cfg.get("loss"),
+        "store": cfg.get("store"),
+    }
     if "like_run" in cfg:  # a baseline's folder (`is_baseline`)
         split = cfg.get("split")
         like = cfg.get("like_run") or ""
         note = f"forecasts of the {split} split" + (f", issue times as {like}" if like else "")
+        untrained = ("steps", "planned_steps", "epochs", "batch", "select", "best_score",
+                     "best_step", "last_train_loss", "conv")  # fmt: skip
         return {
-            "path": str(run),
-            "name": run.name,
-            "model": cfg.get("model"),
-            "loss": cfg.get("loss"),
-            "store": cfg.get("store"),
+            **head,
             "baseline": True,
-            "steps": None,
-            "planned_steps": None,
-            "epochs": None,
-            "batch": None,
-            "select": None,
-            "best_score": None,
-            "best_step": None,
-            "last_train_loss": None,
+            **dict.fromkeys(untrained),
             "checkpoints": [],
             "split": {"note": note},
-            "conv": None,
         }
     select = cfg.get("select", "val-loss")  # runs before --select chose by validation loss
     steps = 0
@@ -222,11 +219,7 @@ def run_summary(run: Path) -> dict[str, Any]:
                     best, best_step = score, step
     info = cfg.get("plan", {})
     return {
-        "path": str(run),
-        "name": run.name,
-        "model": cfg.get("model"),
-        "loss": cfg.get("loss"),
-        "store": cfg.get("store"),
+        **head,
         "baseline": False,
         "steps": steps,
         "planned_steps": info.get("planned_steps"),
