@@ -362,7 +362,17 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in raw.items():
         if key in INFO_TABLES and isinstance(value, dict):
-            continue  # what a run folder records about its store and split
+            # what a run folder records about its store and split, not read back; an option
+            # written there by hand ([data] size = 64) would silently not apply: say so
+            for k, v in value.items():
+                name = k.replace("-", "_")
+                top = raw.get(k, raw.get(name))
+                if key != "plan" and name in KEYS and not isinstance(v, dict) and top != v:
+                    raise ConfigError(
+                        f"{p}: {k} = {v!r} under [{key}] is not an option there ([{key}] is "
+                        f"what a run folder records); put {k} = … above the first [table]"
+                    )
+            continue
         name = key.replace("-", "_")
         if name not in KEYS:
             import difflib

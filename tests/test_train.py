@@ -363,6 +363,20 @@ def test_config_file_and_command_line(tmp_path: Path) -> None:
     toml.write_text("learning_rate = 0.1\n")
     with pytest.raises(ConfigError, match="unknown option 'learning_rate'"):
         load_config({}, toml)
+    # an option written by hand under a table a run folder records would not apply: refused
+    for text, key in (
+        ("[data]\nsize = 64\n", "size"),
+        ('[split]\ntrain = "2020-01-01:"\n', "train"),
+    ):
+        toml.write_text(text)
+        with pytest.raises(ConfigError, match=rf"{key} = .* under \[.*\] is not an option there"):
+            load_config({}, toml)
+    # a run's own config.toml (its [data] size is its size; its [split] tables) reads back
+    toml.write_text(
+        'size = 64\ntrain = "2020-01-01:"\n[data]\nsize = 64\n[split.train]\nwindows = 3\n'
+        '[plan]\nscheduled_sampling = "eta = 1 - step / planned_steps"\n'
+    )
+    assert load_config({}, toml).data.size == 64
     with pytest.raises(ConfigError, match="batch 6 must be a multiple of devices 4"):
         load_config({"batch": 6, "devices": 4})
 
