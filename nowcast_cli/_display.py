@@ -466,6 +466,30 @@ def show_comparison(c: Any, per_lead: bool) -> None:
             con.print(t)
 
 
+def show_forecast_store(f: dict[str, Any]) -> None:
+    """A forecast store's summary (`ForecastStore.summary`) as a table."""
+    from rich.table import Table
+
+    t = Table(title=f"nowcast forecasts {f['path']}", show_header=False, title_justify="left")
+    t.add_column(style="bold")
+    t.add_column()
+    made = f["model"] + (f" / {f['loss']}" if f["loss"] else " (a baseline)")
+    t.add_row("model", made)
+    if f["checkpoint"]:
+        t.add_row("checkpoint", str(f["checkpoint"]))
+    t.add_row("observations", str(f["observations"]))
+    t.add_row("grid", f"{f['shape'][0]}×{f['shape'][1]}")
+    span = f"{f['start']} → {f['end']}" if f["start"] else "none yet"
+    t.add_row("issue times (UTC)", f"{f['samples']}: {span}")
+    if f["issue_times"]:
+        t.add_row("chosen as", str(f["issue_times"]))
+    lm = f["lead_minutes"]
+    t.add_row("lead times", f"{lm[0]} … {lm[-1]} min ({len(lm)} frames)" if lm else "none")
+    t.add_row("unrounded output", "kept (forecast_fine)" if f["fine"] else "no (uint8 pixels)")
+    t.add_row("created", str(f["created"]))
+    console().print(t)
+
+
 def show_run(s: dict[str, Any]) -> None:
     """A run's summary (`nowcast_cli.runs.run_summary`) as a table."""
     from rich.table import Table

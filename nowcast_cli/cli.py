@@ -682,16 +682,17 @@ def info(
     target: Annotated[
         str | None,
         typer.Argument(
-            help="A store (folder or URL) or a run folder. "
+            help="A store or forecast store (folder or URL), or a run folder. "
             "[default: the only store in ./nowcast-data]"
         ),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Describe a store (product, shape, time span, gaps, units) or a run folder."""
+    """Describe a store (product, shape, time span, gaps, units), forecasts or a run folder."""
     _modes(False, as_json)
+    from nowcast_cli.errors import StoreError
     from nowcast_cli.runs import is_run
-    from nowcast_cli.store import Store, is_url, location, resolve_store
+    from nowcast_cli.store import ForecastStore, Store, is_url, location, resolve_store
 
     if target is not None and not is_url(location(target)) and is_run(Path(target)):
         from nowcast_cli.runs import run_summary
@@ -703,7 +704,20 @@ def info(
             show.show_run(summary)
         return
 
-    with Store.open(resolve_store(target)) as store:
+    loc = resolve_store(target)
+    if target is not None:
+        try:
+            with ForecastStore.open(loc) as fs:
+                f = fs.summary()
+        except StoreError:
+            pass  # an observation store, or nothing: Store.open says which
+        else:
+            if _State.as_json:
+                _print_json(f)
+            else:
+                show.show_forecast_store(f)
+            return
+    with Store.open(loc) as store:
         s = store.summary()
     if _State.as_json:
         _print_json(s)

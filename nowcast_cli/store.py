@@ -1552,6 +1552,30 @@ class ForecastStore:
             f"{self.path}: its observation store {shown} is gone; pass it with --store"
         )
 
+    def summary(self) -> dict[str, Any]:
+        """What ``nowcast info`` shows of a forecast store: who made it, of what, when for."""
+        a, t, lm = self.attrs, self.issue_times, self.lead_minutes
+        obs = self.observations
+        rows, cols = self.shape
+        return {
+            "path": str(self.path),
+            "kind": "forecasts",
+            "model": a.get("model"),
+            "loss": a.get("loss") or None,
+            "run": a.get("run"),
+            "checkpoint": a.get("checkpoint"),
+            "observations": obs.get("path"),
+            "shape": [rows, cols],
+            "samples": len(t),
+            "start": iso(int(t[0])) if len(t) else None,
+            "end": iso(int(t[-1])) if len(t) else None,
+            "issue_times": a.get("issue_times"),
+            "in_frames": a.get("in_frames"),
+            "lead_minutes": lm.tolist(),
+            "fine": self.has_fine,
+            "created": a.get("nowcast", {}).get("created"),
+        }
+
     @property
     def has_fine(self) -> bool:
         """Whether the store keeps ``forecast_fine`` (the unrounded model output)."""

@@ -222,6 +222,9 @@ def test_options_that_do_not_fit_are_errors(project: tuple[Path, Path]) -> None:
         forecast(PredictConfig(run=str(run), in_frames=5))
     with pytest.raises(ConfigError, match="not a date"):
         forecast(PredictConfig(model="persistence", start="yesterday", out="x/forecasts.zarr"))
+    with pytest.raises(ConfigError, match="--end 2018-05-20T09:00 is before --start"):
+        PredictConfig(model="persistence", start="2018-05-20T10:00", end="2018-05-20T09:00")
+    PredictConfig(model="persistence", start="2018-05-20T10:00", end="2018-05-20T10:00")
     with pytest.raises(RunError, match="no such checkpoint"):
         forecast(PredictConfig(run=str(run), checkpoint="nope.pt"))
 
@@ -245,6 +248,15 @@ def test_cli_happy_path_and_one_line_errors(project: tuple[Path, Path]) -> None:
     assert [r["baseline"] for r in listed if r["model"] == "convlstm"] == [False]
     table = runner.invoke(app, ["list", "runs"])
     assert table.exit_code == 0, table.output
+    # its forecast store is described too (it said "not a nowcast observation store")
+    about = json.loads(runner.invoke(app, ["info", f"{folder}/forecasts.zarr", "--json"]).stdout)
+    assert (about["kind"], about["model"], about["loss"]) == ("forecasts", "persistence", None)
+    with ForecastStore.open(Path(folder) / "forecasts.zarr") as fs:
+        assert about["samples"] == len(fs) > 0
+        assert about["lead_minutes"] == fs.lead_minutes.tolist()
+    shown = runner.invoke(app, ["info", f"{folder}/forecasts.zarr"])
+    assert shown.exit_code == 0, shown.output
+    assert "persistence (a baseline)" in shown.output
     # ... and never a run to forecast with or resume: by default the newest trained run is
     # taken, though the baseline's folder is newer; given, it is refused in one line
     assert runs.resolve_run(None) == run
