@@ -122,9 +122,9 @@ class PredictConfig:
         modes = (self.start is not None or self.end is not None) + bool(self.latest)
         if modes > 1:
             raise ConfigError("--latest and --start/--end exclude each other")
-        if self.start is not None and self.end is not None:
-            if _time(self.end, "end") < _time(self.start, "start"):
-                raise ConfigError(f"--end {self.end} is before --start {self.start}")
+        both = self.start is not None and self.end is not None
+        if both and _time(str(self.end), "end") < _time(str(self.start), "start"):
+            raise ConfigError(f"--end {self.end} is before --start {self.start}")
         if self.native and self.model is None:
             raise ConfigError(
                 "--native applies to the baselines only: a trained model forecasts on the "
