@@ -99,6 +99,8 @@ def show_ingest(report: Any) -> None:
     t.add_row("time span (UTC)", f"{report.start} → {report.end}" if report.start else "—")
     missing = sum(g.missing for g in report.gaps)
     t.add_row("gaps", f"{len(report.gaps)} ({missing} missing frames)" if report.gaps else "none")
+    for size in report.copies_made:
+        t.add_row("training copy", f"{size}×{size} made from the store's frames")
     t.add_row("time", f"{report.seconds:.1f} s")
     con.print(t)
     for title, items in (

@@ -170,8 +170,12 @@ def ingest(
         int | None, typer.Option(help="Worker threads. [default: all cores]", min=1)
     ] = None,
     size: Annotated[
-        int, typer.Option(help="Edge of the training-resolution copy (new stores).")
-    ] = 120,
+        int | None,
+        typer.Option(
+            help="Edge of the training-resolution copy; for an existing store that lacks it, "
+            "made from the store's frames. [default: 120 for a new store]",
+        ),
+    ] = None,
     timezone: Annotated[
         str | None, typer.Option(help="Time zone of file times (hko7; default Asia/Hong_Kong).")
     ] = None,
@@ -235,11 +239,16 @@ def ingest(
             product=product,
             strict=strict,
             workers=workers,
-            sizes=(size,),
+            sizes=(120 if size is None else size,),
             crop=crop,
             reader_options=options,
             progress=bar.update,
         )
+        if size is not None and report.frames:  # asked for a copy an existing store lacks
+            from nowcast_cli.store import ensure_copy
+
+            if ensure_copy(report.store, size, progress=bar.update):
+                report.copies_made.append(size)
     if _State.as_json:
         _print_json(report.as_dict())
     elif not _State.quiet:

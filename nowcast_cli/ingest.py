@@ -75,6 +75,7 @@ class IngestReport:
     gaps: list[Gap] = field(default_factory=list)
     seconds: float = 0.0
     created: bool = False
+    copies_made: list[int] = field(default_factory=list)  # training sizes added to a store
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-serializable form (``--json`` and the store's ingest log)."""
@@ -93,6 +94,7 @@ class IngestReport:
             "gaps": len(self.gaps),
             "missing_frames": sum(g.missing for g in self.gaps),
             "seconds": round(self.seconds, 3),
+            "training_copies_made": list(self.copies_made),
         }
 
 

@@ -60,6 +60,35 @@ def test_rerun_adds_nothing(ry_dir: Path, tmp_path: Path) -> None:
         assert np.array_equal(before[k], after[k])
 
 
+def test_a_size_an_existing_store_lacks_is_made_from_its_frames(
+    ry_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ingest --size 24` into a store made at 16 adds the 24² copy (it was ignored), the
+    same copy a new store ingested at 24 gets; without --size no copy is added."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from nowcast_cli.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    args = ["ingest", "dwd", str(ry_dir), "--out"]
+    assert runner.invoke(app, [*args, "a.zarr", "--size", "16", "-q"]).exit_code == 0
+    again = runner.invoke(app, [*args, "a.zarr", "--size", "24", "--json"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["training_copies_made"] == [24]
+    assert runner.invoke(app, [*args, "b.zarr", "--size", "24", "-q"]).exit_code == 0
+    with Store.open(tmp_path / "a.zarr") as a, Store.open(tmp_path / "b.zarr") as b:
+        assert a.sizes == [16, 24]
+        for x, y in zip(a.read(0, len(a), size=24), b.read(0, len(b), size=24), strict=True):
+            assert np.array_equal(x, y)
+    plain = runner.invoke(app, [*args, "a.zarr", "--json"])  # no --size: nothing added
+    assert json.loads(plain.stdout)["training_copies_made"] == []
+    with Store.open(tmp_path / "a.zarr") as a:
+        assert a.sizes == [16, 24]
+
+
 def _bad_dir(ry_dir: Path, tmp_path: Path) -> Path:
     d = tmp_path / "raw"
     d.mkdir()
