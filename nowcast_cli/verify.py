@@ -313,6 +313,7 @@ class Comparison:
     seconds: float
     unobserved: Unobserved | None = None
     pairs: int = 1  # runs per side, paired by position (e.g. seeds)
+    trained: bool = True  # a side's forecasts come from a trained model (else baselines only)
     per_pair: list[dict[str, Any]] = field(default_factory=list)
     # each side's own scores per lead, and 95% intervals (same replicates as the difference)
     lead_a: dict[str, np.ndarray] = field(default_factory=dict)
@@ -326,13 +327,14 @@ class Comparison:
     def cautions(self) -> list[str]:
         """What the intervals do not cover, in words a report can quote.
 
-        One run per side: they cover which days were forecast, not the training's
-        randomness, so they cannot say that one loss or model beats another. Fewer than
+        One run per side, a trained model on either: they cover which days were forecast,
+        not the training's randomness, so they cannot say that one loss or model beats
+        another (the baselines have no such randomness). Fewer than
         `FEW_BLOCKS` blocks: the bootstrap has only C(2n − 1, n) distinct resamples of n
         blocks (10 of 3), so its percentiles are coarse.
         """
         out = []
-        if self.pairs == 1:
+        if self.pairs == 1 and self.trained:
             out.append(
                 "one run on each side: the intervals cover which days were forecast, not "
                 "training randomness; to compare losses or models, give several runs per side "
@@ -625,8 +627,10 @@ def _batches(
     n = len(positions[0])
     cs = first.fstore.chunk_samples
     width = 2 if first.fstore.has_fine else 1  # bytes per forecast value
-    leads = first.lead_sel  # only the scored leads are read
-    sample_bytes = width * len(leads) * math.prod(first.fstore.shape)
+    # only the scored leads are read, from where each store keeps them (a store with
+    # reconstructions, leads ≤ 0, holds the forecast leads further along its lead axis)
+    leads = [t.lead_sel for t in targets]
+    sample_bytes = width * len(leads[0]) * math.prod(first.fstore.shape)
     step = max(cs, BATCH_BYTES // max(1, sample_bytes) // cs * cs)
     bounds = [(lo, min(n, lo + step)) for lo in range(0, n, step)]
     # the cache holds the observation chunks of one batch and of the one read ahead
@@ -636,7 +640,7 @@ def _batches(
 
     # two sets of forecast buffers, alternating: one batch is scored while the next is read
     # into the other (reused, so the reads do not page-fault fresh memory every time)
-    sample_shape = (len(leads), *first.fstore.shape)
+    sample_shape = (len(leads[0]), *first.fstore.shape)
     buffers: dict[tuple[int, int], np.ndarray] = {}
 
     def load(i: int) -> _Batch:
@@ -649,7 +653,7 @@ def _batches(
             if buf is None or len(buf) < rows:
                 dtype = np.uint16 if fs.has_fine else np.uint8
                 buf = buffers[(i % 2, j)] = np.empty((max(rows, step), *sample_shape), dtype)
-            data = fs.read(int(p[0]), int(p[-1]) + 1, out=buf, fine=fs.has_fine, leads=leads)
+            data = fs.read(int(p[0]), int(p[-1]) + 1, out=buf, fine=fs.has_fine, leads=leads[j])
             fc.append(data if len(data) == len(p) else data[p - p[0]])
         idx = match[lo:hi]
         wanted = np.unique(idx[idx >= 0])
@@ -812,6 +816,7 @@ def evaluate(
     grp = _groups(groups)
     if bootstrap < 0:
         raise ConfigError(f"--bootstrap must be ≥ 0, got {bootstrap}")
+    _check_block_hours(block_hours)
     target = _open_target(forecasts, observations, frames)
     fs = target.fstore
     issue = fs.issue_times
@@ -858,6 +863,11 @@ def evaluate(
         result.lead_interval = {k: boot.interval(v) for k, v in rep_per.items()}
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def _check_block_hours(block_hours: float) -> None:
+    if not (block_hours > 0 and math.isfinite(block_hours)):
+        raise ConfigError(f"--block-hours must be a positive number of hours, got {block_hours:g}")
 
 
 def _check_blocks(n_blocks: int, samples: int, block_hours: float) -> None:
@@ -913,6 +923,7 @@ def compare(
     grp = _groups(groups)
     if bootstrap < 1:
         raise ConfigError(f"--compare needs bootstrap replicates ≥ 1, got {bootstrap}")
+    _check_block_hours(block_hours)
     runs_a, runs_b = _run_list(run_a), _run_list(run_b)
     if len(runs_a) != len(runs_b) or not runs_a:
         raise ConfigError(
@@ -929,12 +940,10 @@ def compare(
                 f"{ta.fstore.path} and {t.fstore.path}: forecasts on different grids "
                 f"({ta.fstore.shape} and {t.fstore.shape})"
             )
-        if not np.array_equal(t.lead_minutes, ta.lead_minutes) or not np.array_equal(
-            t.fstore.lead_minutes, ta.fstore.lead_minutes
-        ):
+        if not np.array_equal(t.lead_minutes, ta.lead_minutes):  # the leads scored
             raise DataError(
                 f"{ta.fstore.path} and {t.fstore.path}: different lead times "
-                f"({ta.fstore.lead_minutes.tolist()} and {t.fstore.lead_minutes.tolist()} min)"
+                f"({ta.lead_minutes.tolist()} and {t.lead_minutes.tolist()} min)"
             )
     issue = targets[0].fstore.issue_times
     for t in targets[1:]:
@@ -1006,6 +1015,7 @@ def compare(
         seconds=time.perf_counter() - t0,
         unobserved=Unobserved.count(match, issue, ta.lead_minutes, ta.obs.times),
         pairs=pairs,
+        trained=any(t.fstore.attrs.get("checkpoint") for t in targets),
         per_pair=per_pair,
         lead_a=per_a,
         lead_b=per_b,

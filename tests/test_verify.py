@@ -384,19 +384,56 @@ def test_bootstrap_over_a_single_block_is_refused(in_tmp: Path) -> None:
     assert ok.exit_code == 0, ok.output
     with pytest.raises(DataError, match="at least 2 blocks"):
         verify.compare("runs/p", "runs/p", bootstrap=10)
+    for hours in ("0", "-1", "nan"):  # one line, no ValueError traceback
+        for args in (["runs/p", "--bootstrap", "5"], ["--compare", "runs/p", "runs/p"]):
+            bad = runner.invoke(app, ["verify", *args, "--block-hours", hours])
+            assert bad.exit_code == 1
+            assert bad.output.strip().splitlines() == [
+                f"Error: --block-hours must be a positive number of hours, got {hours}"
+            ]
 
 
 def _noisy_run(path: Path, obs, seed: int, lag: int) -> None:  # type: ignore[no-untyped-def]
     """A 'seed' of a run: the frame `lag` intervals before the issue time, with pixel noise."""
     frames, _ = obs.read(0, len(obs), 16)
     rng = np.random.default_rng(seed)
-    with ForecastStore.create(path, observations=obs, size=16, lead_minutes=[5, 10]) as fs:
+    with ForecastStore.create(
+        path, observations=obs, size=16, lead_minutes=[5, 10], attrs={"checkpoint": f"{seed}.pt"}
+    ) as fs:
         for i, t in enumerate(obs.times):
             if i < lag or i + 2 >= len(obs) or obs.times[i + 2] - t != 600:
                 continue
             base = frames[i - lag].astype(np.int64)
             out = np.clip(base + rng.integers(-25, 26, base.shape), 0, 255).astype(np.uint8)
             fs.append([t], np.repeat(out[None, None], 2, axis=1))
+
+
+def test_compare_scores_the_shared_leads_of_stores_with_and_without_reconstructions(
+    in_tmp: Path,
+) -> None:
+    """Persistence keeps reconstructions (leads ≤ 0), extrapolation and the one-shot models
+    do not: compared on the forecast leads, identical forecasts differ by exactly 0, and
+    two baselines (no checkpoint) get no caution about training randomness."""
+    obs = make_observations(in_tmp / "obs.zarr", days=4, per_day=10)
+    frames, _ = obs.read(0, len(obs), 16)
+    layouts = {"with": [-5, 0, 5, 10], "without": [5, 10]}
+    for name, leads in layouts.items():
+        with ForecastStore.create(
+            in_tmp / name / "forecasts.zarr", observations=obs, size=16, lead_minutes=leads
+        ) as fs:
+            for i, t in enumerate(obs.times):
+                if i >= 1 and i + 2 < len(obs) and obs.times[i + 2] - t == 600:
+                    fs.append([t], np.repeat(frames[i][None, None], len(leads), axis=1))
+    c = verify.compare("with", "without", thresholds=(0.5, 2.0), bootstrap=20)
+    assert c.lead_minutes.tolist() == [5, 10]
+    for k, v in c.diff.items():
+        assert np.all(v[np.isfinite(v)] == 0), k
+    one = verify.evaluate("without", thresholds=(0.5, 2.0))
+    np.testing.assert_array_equal(c.mean_a["csi"], one.mean["csi"])
+    assert not c.trained
+    assert [x.split(":")[0] for x in c.cautions] == ["only 4 blocks of issue times"]
+    with pytest.raises(DataError, match="no reconstruction frames"):
+        verify.compare("with", "without", frames="all", bootstrap=20)
 
 
 def test_compare_pools_pairs_of_runs_and_resamples_seeds_and_days(in_tmp: Path) -> None:
