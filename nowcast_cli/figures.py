@@ -19,7 +19,7 @@ Files go to ``<first run>/figures/<kind>.<format>`` (``store``: ``./figures/``) 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -360,21 +360,44 @@ def _scores(cfg: PlotConfig) -> list[Path]:
 
 
 # -- training logs ------------------------------------------------------------------------------
+def _per_run(
+    cfg: PlotConfig, needs: str, why: str, draw: Callable[[Path], Any], stem: str
+) -> list[Path]:
+    """One figure per run, drawn from its file `needs`.
+
+    In the run's own figures/ folder, or under --out with the run's name added when there
+    are several (the given runs; by default the latest). Every run is checked before
+    anything is drawn.
+    """
+    targets = [_run_folder(t) for t in _runs_with(cfg, needs)]
+    for run in targets:
+        if not (run / needs).is_file():
+            raise RunError(f"{run}: no {needs} ({why})")
+    out = []
+    for run in targets:
+        fig = draw(run)
+        path = _output(cfg, run, stem)
+        if len(targets) > 1 and cfg.out is not None:
+            path = path.with_stem(f"{path.stem}-{run.name}")
+        out.append(_save(fig, path))
+    return out
+
+
 def _frames(cfg: PlotConfig) -> list[Path]:
     import pandas as pd
 
     from nowcast_cli.plotting import plot_frames
 
-    run = _run_folder(_runs_with(cfg, "frames.csv")[0])
-    path = run / "frames.csv"
-    if not path.is_file():
-        raise RunError(f"{run}: no frames.csv (a training run writes it every epoch)")
-    df = pd.read_csv(path).rename(columns={"delta_x": "dx"})
-    if df.empty:
-        raise DataError(f"{path}: no epoch logged yet")
-    m = int(runs.read_config(run).get("in_frames", 10))
-    fig = plot_frames(df, in_frames=m, title=f"{_label(run)}: per-frame error and focal weights")
-    return [_save(fig, _output(cfg, run, "frames"))]
+    def draw(run: Path) -> Any:
+        path = run / "frames.csv"
+        df = pd.read_csv(path).rename(columns={"delta_x": "dx"})
+        if df.empty:
+            raise DataError(f"{path}: no epoch logged yet")
+        m = int(runs.read_config(run).get("in_frames", 10))
+        title = f"{_label(run)}: per-frame error and focal weights"
+        return plot_frames(df, in_frames=m, title=title)
+
+    return _per_run(cfg, "frames.csv", "a training run writes it every epoch", draw, "frames")
 
 
 def _training(cfg: PlotConfig) -> list[Path]:
@@ -382,15 +405,14 @@ def _training(cfg: PlotConfig) -> list[Path]:
 
     from nowcast_cli.plotting import plot_training
 
-    run = _run_folder(_runs_with(cfg, "metrics.csv")[0])
-    path = run / "metrics.csv"
-    if not path.is_file():
-        raise RunError(f"{run}: no metrics.csv (not a training run)")
-    df = pd.read_csv(path)
-    if df.empty:
-        raise DataError(f"{path}: no step logged yet")
-    fig = plot_training(df, title=f"{_label(run)}: loss")
-    return [_save(fig, _output(cfg, run, "training"))]
+    def draw(run: Path) -> Any:
+        path = run / "metrics.csv"
+        df = pd.read_csv(path)
+        if df.empty:
+            raise DataError(f"{path}: no step logged yet")
+        return plot_training(df, title=f"{_label(run)}: loss")
+
+    return _per_run(cfg, "metrics.csv", "not a training run", draw, "training")
 
 
 # -- a store ------------------------------------------------------------------------------------

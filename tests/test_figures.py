@@ -118,6 +118,25 @@ def test_scores_frames_training_animate_store(in_project: Path) -> None:
     assert b"<svg" in svg.read_bytes()[:500]
 
 
+def test_training_and_frames_draw_every_run_given(in_project: Path) -> None:
+    """Two runs give two figures (the second was dropped without a word); a run without the
+    log fails before anything is drawn."""
+    import shutil
+
+    shutil.copytree("runs/convlstm", "runs/again")
+    both = plot("training", "runs/convlstm", "runs/again")
+    assert [p.resolve() for p in both] == [
+        in_project / "runs" / name / "figures" / "training.png" for name in ("convlstm", "again")
+    ]
+    named = plot("frames", "runs/convlstm", "runs/again", "--out", "figs")
+    assert [p.name for p in named] == ["frames-convlstm.png", "frames-again.png"]
+    assert all(not_blank(image(p)) for p in named)
+    bad = runner.invoke(app, ["plot", "frames", "runs/again", "runs/persistence", "--out", "f2"])
+    assert bad.exit_code == 1
+    assert "runs/persistence: no frames.csv" in bad.output
+    assert not Path("f2").exists()
+
+
 def test_plot_errors_are_one_line(in_project: Path) -> None:
     cases = [
         (["plot", "sampel"], "Did you mean 'sample'?"),
