@@ -699,9 +699,8 @@ def info(
 ) -> None:
     """Describe a store (product, shape, time span, gaps, units), forecasts or a run folder."""
     _modes(False, as_json)
-    from nowcast_cli.errors import StoreError
     from nowcast_cli.runs import is_run
-    from nowcast_cli.store import ForecastStore, Store, is_url, location, resolve_store
+    from nowcast_cli.store import Store, is_url, location, resolve_store
 
     if target is not None and not is_url(location(target)) and is_run(Path(target)):
         from nowcast_cli.runs import run_summary
@@ -714,18 +713,13 @@ def info(
         return
 
     loc = resolve_store(target)
-    if target is not None:
-        try:
-            with ForecastStore.open(loc) as fs:
-                f = fs.summary()
-        except StoreError:
-            pass  # an observation store, or nothing: Store.open says which
+    forecasts = _forecast_summary(loc) if target is not None else None
+    if forecasts is not None:
+        if _State.as_json:
+            _print_json(forecasts)
         else:
-            if _State.as_json:
-                _print_json(f)
-            else:
-                show.show_forecast_store(f)
-            return
+            show.show_forecast_store(forecasts)
+        return
     with Store.open(loc) as store:
         s = store.summary()
     if _State.as_json:
@@ -754,6 +748,21 @@ def info(
     con.print(t)
     for g in s["gap_list"][:10]:
         con.print(f"  gap: {g['after']} → {g['before']} ({g['missing']} missing)")
+
+
+def _forecast_summary(loc: Any) -> dict[str, Any] | None:
+    """`ForecastStore.summary` of the store at `loc`; None if it is not a forecast store.
+
+    It is then an observation store, or nothing: `Store.open` says which.
+    """
+    from nowcast_cli.errors import StoreError
+    from nowcast_cli.store import ForecastStore
+
+    try:
+        with ForecastStore.open(loc) as fs:
+            return fs.summary()
+    except StoreError:
+        return None
 
 
 # -- list ----------------------------------------------------------------------------------------
